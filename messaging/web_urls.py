@@ -1,0 +1,3 @@
+"""Non-API routes (webhooks, relay, live views)."""
+
+urlpatterns = []

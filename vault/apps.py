@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class VaultConfig(AppConfig):
+    name = "vault"
+    verbose_name = "Credential vault"
+
+    def ready(self):
+        from vault import checks  # noqa: F401

@@ -1,0 +1,52 @@
+"""A logging filter that scrubs every secret the vault has handed out from log records.
+
+Code must not log secrets in the first place; this is the belt to that pair of braces: if a
+provider echoes a key back in an error, the log line still shows only its masked form.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from vault.schemas import mask
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+_MAX_TRACKED = 10_000
+
+
+def register_secret(value: str) -> None:
+    if not value or len(value) < 8:
+        return
+    with _lock:
+        if len(_secrets) >= _MAX_TRACKED:
+            _secrets.clear()
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    if not _secrets or not text:
+        return text
+    for secret in list(_secrets):
+        if secret in text:
+            text = text.replace(secret, mask(secret))
+    return text
+
+
+class RedactSecretsFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the formatter's problem, not ours
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
