@@ -21,5 +21,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("messaging.web_urls")),
+    path("", include("messaging.live_urls")),
+    path("api/v1/", include("messaging.integrations_urls")),
     path("admin/", admin.site.urls),
 ]

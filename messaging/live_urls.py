@@ -1,0 +1,3 @@
+"""Routes for the staff experience (filled by the staff-experience work)."""
+
+urlpatterns = []
