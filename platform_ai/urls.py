@@ -22,6 +22,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("messaging.web_urls")),
     path("", include("messaging.live_urls")),
-    path("api/v1/", include("messaging.integrations_urls")),
+    path("", include("messaging.integrations_urls")),
     path("admin/", admin.site.urls),
 ]
