@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
+from django.db.models import F, Q
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -66,7 +66,7 @@ class ConversationViewSet(
                 | Q(pk__in=ChatMessage.objects.for_tenant(self.tenant_id).filter(text__icontains=term)
                     .values("conversation_id"))
             )
-        return queryset.order_by("-last_message_at", "-id")
+        return queryset.order_by(F("last_message_at").desc(nulls_last=True), "-id")
 
     @action(detail=True, methods=["get"], pagination_class=MessageCursor)
     def messages(self, request, pk=None):

@@ -178,9 +178,9 @@ def _record(message, attempt, lane, result, error, finished, duration) -> Outcom
     retry_at = None
     with transaction.atomic():
         attempt.duration_ms = duration
-        if lane is not None:
-            DeliveryLane.objects.filter(pk=lane.pk).update(last_sent_at=finished)
         if error is None:
+            if lane is not None:  # spacing counts from what actually left (a 500 did not)
+                DeliveryLane.objects.filter(pk=lane.pk).update(last_sent_at=finished)
             attempt.outcome, attempt.http_status = "sent", result.http_status
             message.status, message.sent_at, message.error = MessageStatus.SENT, finished, ""
             message.provider_message_id = result.provider_message_id or None

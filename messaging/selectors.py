@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.models import F
+
 from messaging.models import ChatConversation, ChatMessage, MessageStatus
 
 
@@ -15,7 +17,7 @@ def inbox(tenant_id: int, *, status: str | None = None, channel: str | None = No
         queryset = queryset.filter(status=status)
     if channel:
         queryset = queryset.filter(channel_source=channel)
-    return queryset.order_by("-last_message_at", "-id")
+    return queryset.order_by(F("last_message_at").desc(nulls_last=True), "-id")
 
 
 def failed_messages(tenant_id: int):
