@@ -18,7 +18,8 @@ from platform_ai import embedded_pg
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DATA_DIR = Path(env("DATA_DIR", default=str(BASE_DIR / ".data")))
 EMBEDDED = not env("DATABASE_URL", default="")

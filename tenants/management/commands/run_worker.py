@@ -7,7 +7,7 @@ workers as you like, on as many machines as you like: they share the database.
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from procrastinate.contrib.django import app
+from procrastinate.contrib.django import app, django_connector
 
 
 class Command(BaseCommand):
@@ -20,7 +20,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, concurrency, polling_interval, queues, **options):
         self.stdout.write(f"Worker: concurrency {concurrency}, polling every {polling_interval}s")
-        app.run_worker(
+        # The Django connector cannot LISTEN; the worker gets a psycopg connector on the same DB.
+        worker_app = app
+        if isinstance(app.connector, django_connector.DjangoConnector):
+            worker_app = app.with_connector(app.connector.get_worker_connector())
+        worker_app.run_worker(
             queues=queues,
             concurrency=concurrency,
             fetch_job_polling_interval=polling_interval,
