@@ -121,3 +121,8 @@ def test_per_tenant_throttle(api_a, settings):
         TenantRateThrottle.THROTTLE_RATES = original
         cache.clear()
     assert codes == [200, 200, 200, 429]
+
+
+def test_admin_static_files_are_served(db):
+    response = Client().get("/static/admin/css/base.css")
+    assert response.status_code == 200
