@@ -10,6 +10,7 @@ breaks the webhook or job that caused it.
 from __future__ import annotations
 
 import logging
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -23,26 +24,55 @@ CONVERSATION_UPDATED = "conversation.updated"
 TURN_TYPING = "turn.typing"
 
 
-def _send(tenant_id: int, conversation_id: int | None, payload: dict) -> None:
+def _send_all(items: list[tuple[int, int | None, dict]]) -> None:
+    """One trip through async_to_sync for every event of a transaction (it costs a thread hop)."""
     try:
         layer = get_channel_layer()
         if layer is None:
             return
-        event = {"type": "live.event", "payload": payload}
-        groups = [f"inbox.{tenant_id}"] + ([f"conversation.{conversation_id}"] if conversation_id else [])
-        for group in groups:
-            async_to_sync(layer.group_send)(group, event)
+
+        async def send():
+            for tenant_id, conversation_id, payload in items:
+                event = {"type": "live.event", "payload": payload}
+                await layer.group_send(f"inbox.{tenant_id}", event)
+                if conversation_id:
+                    await layer.group_send(f"conversation.{conversation_id}", event)
+
+        async_to_sync(send)()
     except Exception:  # a live screen is a convenience; the message itself is already stored
-        logger.warning(
-            "Live event %s for tenant %s conversation %s not published", payload.get("kind"), tenant_id,
-            conversation_id, exc_info=True,
-        )
+        logger.warning("%d live event(s) not published (first: %s)", len(items),
+                       items[0][2].get("kind") if items else None, exc_info=True)
+
+
+class _Batch:
+    """Events of one transaction, flushed by a single on_commit callback."""
+
+    def __init__(self):
+        self.items: list = []
+        self.flushed = False
+
+    def __call__(self):
+        self.flushed = True
+        items, self.items = self.items, []
+        _send_all(items)
+
+
+_local = threading.local()
 
 
 def publish(tenant_id: int, conversation_id: int | None, kind: str, **data) -> None:
     """Publish once the current transaction commits (at once outside a transaction)."""
     payload = {"kind": kind, "tenant_id": tenant_id, "conversation_id": conversation_id, **data}
-    transaction.on_commit(lambda: _send(tenant_id, conversation_id, payload))
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        _send_all([(tenant_id, conversation_id, payload)])
+        return
+    batch = getattr(_local, "batch", None)
+    # A batch whose callback is no longer pending (committed or rolled back) is not reused.
+    if batch is None or batch.flushed or not any(func is batch for _, func, _ in connection.run_on_commit):
+        batch = _local.batch = _Batch()
+        transaction.on_commit(batch)
+    batch.items.append((tenant_id, conversation_id, payload))
 
 
 def message_created(message) -> None:

@@ -25,6 +25,7 @@ from messaging.models import (
     Role,
     WebhookEvent,
 )
+from messaging.upserts import insert_message_once, upsert_conversation_row
 from messaging.webhooks.normalized import HumanReply, InboundMessage, ReadUpTo, StatusUpdate
 from tenants.scoping import tenant_scope
 
@@ -54,61 +55,63 @@ def seen_event(*, tenant_id: int, provider: str, event_id: str) -> bool:
 
 
 def upsert_conversation(*, binding: ChannelBinding, channel_source: str, contact_id: str, contact_name: str = "",
-                        chatwoot_id: str = "", account_id: str = "") -> ChatConversation:
-    """The contact's conversation on this provider and channel, locked for this transaction."""
-    key = dict(provider=binding.provider, channel_source=channel_source, contact_external_id=contact_id)
-    conversation = ChatConversation.objects.select_for_update().filter(**key).first()
-    if conversation is None:
-        conversation = insert_once(
-            ChatConversation, tenant_id=binding.tenant_id, binding=binding, agent_id=binding.agent_id,
-            contact_name=contact_name, **key,
-        ) or ChatConversation.objects.select_for_update().get(**key)
-    changed = []
-    for field, value in (("contact_name", contact_name), ("external_chatwoot_id", chatwoot_id),
-                         ("external_account_id", account_id)):
-        if value and getattr(conversation, field) != value:
-            setattr(conversation, field, value)
-            changed.append(field)
-    if conversation.binding_id != binding.pk:
-        conversation.binding = binding
-        changed.append("binding")
-    if changed:
-        conversation.save(update_fields=[*changed, "updated_at"])
-    return conversation
+                        chatwoot_id: str = "", account_id: str = "", inbound_at=None,
+                        buffer_due_at=None) -> ChatConversation:
+    """The contact's conversation on this provider and channel (one statement), locked for this
+    transaction. `inbound_at` / `buffer_due_at` record an inbound message at the same time."""
+    return upsert_conversation_row(ChatConversation(
+        tenant_id=binding.tenant_id, binding_id=binding.pk, agent_id=binding.agent_id, provider=binding.provider,
+        channel_source=channel_source, contact_external_id=contact_id, contact_name=contact_name,
+        external_chatwoot_id=chatwoot_id, external_account_id=account_id, last_inbound_at=inbound_at,
+        last_message_at=inbound_at, buffer_due_at=buffer_due_at,
+    ))
 
 
 def record_inbound(*, binding: ChannelBinding, event: InboundMessage, now=None, buffer_seconds=None):
-    """Store one inbound message (None if it is a duplicate) and arm the buffer for it."""
+    """Store one inbound message (None if it is a duplicate) and arm the buffer for it.
+
+    Four statements for a new message: the conversation upsert (which locks its row, so a buffer
+    job decides after us), the message insert (ON CONFLICT DO NOTHING), the pending-job check,
+    and the commit; a job is deferred only for the first message of a burst.
+    """
     now = now or timezone.now()
+    # A replayed old delivery must not reopen the 24 h window: the provider's time counts.
+    inbound_at = min(event.sent_at, now) if event.sent_at else now
+    due = buffer.due_time(now, buffer_seconds) if event.triggers_turn else None
     with tenant_scope(binding.tenant_id), transaction.atomic():
-        if ChatMessage.objects.filter(provider=binding.provider, provider_message_id=event.provider_message_id).exists():
-            return None
         conversation = upsert_conversation(
             binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,
             contact_name=event.contact_name, chatwoot_id=event.external_chatwoot_id,
-            account_id=event.external_account_id,
+            account_id=event.external_account_id, inbound_at=inbound_at, buffer_due_at=due,
         )
-        message = store_inbound(conversation=conversation, provider=binding.provider, event=event, now=now,
-                                buffer_seconds=buffer_seconds)
+        message = _insert_inbound(conversation, binding.provider, event, now)
+        if message is not None and event.triggers_turn:
+            buffer.ensure_buffer_job(conversation, conversation.buffer_due_at)
+        if message is not None:
+            events.message_created(message)
+            events.conversation_updated(conversation)
     return message
+
+
+def _insert_inbound(conversation, provider, event: InboundMessage, now):
+    customer = event.triggers_turn
+    return insert_message_once(ChatMessage(
+        tenant_id=conversation.tenant_id, conversation=conversation, direction=Direction.IN,
+        role=Role.CUSTOMER if customer else Role.SYSTEM, text=event.text, attachments=event.attachments,
+        provider=provider, provider_message_id=event.provider_message_id[:200], status=MessageStatus.RECEIVED,
+        answered_at=None if customer else now,
+    ))
 
 
 def store_inbound(*, conversation: ChatConversation, provider: str, event: InboundMessage, now,
                   buffer_seconds=None):
-    """Insert the message into a locked conversation and arm the buffer (None for a duplicate)."""
-    customer = event.triggers_turn
-    message = insert_once(
-        ChatMessage, tenant_id=conversation.tenant_id, conversation=conversation, direction=Direction.IN,
-        role=Role.CUSTOMER if customer else Role.SYSTEM, text=event.text, attachments=event.attachments,
-        provider=provider, provider_message_id=event.provider_message_id[:200],
-        status=MessageStatus.RECEIVED, answered_at=None if customer else now,
-    )
+    """Insert a message into a conversation locked by the caller and arm the buffer."""
+    message = _insert_inbound(conversation, provider, event, now)
     if message is None:
         return None
-    conversation.last_inbound_at = now
-    conversation.last_message_at = now
+    conversation.last_inbound_at = conversation.last_message_at = now
     fields = ["last_inbound_at", "last_message_at", "updated_at"]
-    if customer:
+    if event.triggers_turn:
         conversation.buffer_due_at = buffer.due_time(now, buffer_seconds)
         fields.append("buffer_due_at")
         buffer.ensure_buffer_job(conversation, conversation.buffer_due_at)
