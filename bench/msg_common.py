@@ -120,7 +120,7 @@ async def _client(host, port, make_request, deadline, latencies, errors):
             request = make_request()
             started = time.perf_counter()
             writer.write(request)
-            status_line = await reader.readline()
+            status_line = await asyncio.wait_for(reader.readline(), 30)  # a hung server fails the run
             length = 0
             while True:
                 line = await reader.readline()

@@ -87,7 +87,8 @@ def main() -> int:
                     PYTHONPATH=f"{ROOT / 'bench'}:{ROOT}")
     results = {"seconds_per_target": SECONDS, "concurrency": 10, "layouts": {}}
     for layout, command in LAYOUTS.items():
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = open(ROOT / "bench" / "results" / f"webhook_ingest_{layout.split()[0]}.log", "w")
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for_port(PORT)
             figures = {}

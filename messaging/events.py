@@ -9,10 +9,12 @@ breaks the webhook or job that caused it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import threading
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -24,8 +26,46 @@ CONVERSATION_UPDATED = "conversation.updated"
 TURN_TYPING = "turn.typing"
 
 
+PUBLISH_TIMEOUT_SECONDS = 5
+# Tests that assert on events set this so delivery has happened when publish() returns.
+WAIT_FOR_DELIVERY = False
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="live-events", daemon=True).start()
+        return _loop
+
+
+def _log_failure(future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.warning("Live events not published: %s: %s", type(exc).__name__, exc)
+
+
+def _run(make_coroutine) -> None:
+    """Hand the sends to the process's one event loop and return without waiting: a webhook or
+    job never waits for staff screens. channels-postgres binds its connection pool to the first
+    loop that uses it, so async_to_sync's throwaway loops (WSGI threads) would hang it: inside an
+    ASGI server or the worker their loop is used, elsewhere a long-lived publisher loop."""
+    loop = None
+    if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) == os.getpid():
+        loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None or loop.is_closed():
+        loop = _publisher_loop()
+    future = asyncio.run_coroutine_threadsafe(make_coroutine(), loop)
+    future.add_done_callback(_log_failure)
+    if WAIT_FOR_DELIVERY:
+        future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+
+
 def _send_all(items: list[tuple[int, int | None, dict]]) -> None:
-    """One trip through async_to_sync for every event of a transaction (it costs a thread hop)."""
+    """Every event of one transaction in one coroutine on the process's event loop."""
     try:
         layer = get_channel_layer()
         if layer is None:
@@ -38,7 +78,7 @@ def _send_all(items: list[tuple[int, int | None, dict]]) -> None:
                 if conversation_id:
                     await layer.group_send(f"conversation.{conversation_id}", event)
 
-        async_to_sync(send)()
+        _run(send)
     except Exception:  # a live screen is a convenience; the message itself is already stored
         logger.warning("%d live event(s) not published (first: %s)", len(items),
                        items[0][2].get("kind") if items else None, exc_info=True)
@@ -75,10 +115,22 @@ def publish(tenant_id: int, conversation_id: int | None, kind: str, **data) -> N
     batch.items.append((tenant_id, conversation_id, payload))
 
 
-def message_created(message) -> None:
-    from messaging.serializers import MessageSerializer
+_renderers: dict = {}
 
-    publish(message.tenant_id, message.conversation_id, MESSAGE_CREATED, message=MessageSerializer(message).data)
+
+def _render(name: str, instance) -> dict:
+    """The API serializer's rendering; one read-only serializer per process (building DRF
+    fields costs milliseconds, more than the rest of a webhook)."""
+    renderer = _renderers.get(name)
+    if renderer is None:
+        from messaging import serializers
+
+        renderer = _renderers[name] = getattr(serializers, name)()
+    return renderer.to_representation(instance)
+
+
+def message_created(message) -> None:
+    publish(message.tenant_id, message.conversation_id, MESSAGE_CREATED, message=_render("MessageSerializer", message))
 
 
 def message_status(message) -> None:
@@ -89,11 +141,9 @@ def message_status(message) -> None:
 
 
 def conversation_updated(conversation) -> None:
-    from messaging.serializers import ConversationSerializer
-
     publish(
         conversation.tenant_id, conversation.pk, CONVERSATION_UPDATED,
-        conversation=ConversationSerializer(conversation).data,
+        conversation=_render("ConversationSerializer", conversation),
     )
 
 

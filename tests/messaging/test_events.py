@@ -13,6 +13,11 @@ from tests.messaging.helpers import post_meta, whatsapp_text
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _deliver_synchronously(monkeypatch):
+    monkeypatch.setattr(events, "WAIT_FOR_DELIVERY", True)
+
+
 def _listen(group: str) -> str:
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
