@@ -149,8 +149,7 @@ def _answer(conversation: ChatConversation, ids: list[int], turn_runner) -> str:
         locked = ChatConversation.objects.select_for_update().get(pk=conversation.pk)
         if locked.turn_claim != ids:
             return "answered elsewhere"
-        if parts:
-            relay_parts(conversation=locked, parts=parts, role=Role.AGENT, turn_id=turn_id)
+        replies = relay_parts(conversation=locked, parts=parts, role=Role.AGENT, turn_id=turn_id) if parts else []
         locked.turn_claim = []
         locked.last_error = (error or "")[:500]
         locked.save(update_fields=["turn_claim", "last_error", "updated_at"])
@@ -158,18 +157,27 @@ def _answer(conversation: ChatConversation, ids: list[int], turn_runner) -> str:
     if error:
         logger.warning("Conversation %s: agent turn returned an error: %s", conversation.pk, error)
         return f"error: {error}"
-    _feed_shadow_rag(locked, ids)
+    _feed_shadow_rag(locked, agent_id, claimed + replies)
     return f"answered {len(ids)} message(s) with {len(parts)} part(s)"
 
 
-def _feed_shadow_rag(conversation, ids) -> None:
-    """Answered conversations feed the knowledge base's Shadow RAG when the rag app offers it."""
+def _feed_shadow_rag(conversation, agent_id, messages) -> None:
+    """Answered turns feed the knowledge base's Shadow RAG (agents that opted in), when the rag
+    app offers it (messaging -> rag is an allowed import; rag never imports messaging)."""
     try:
         from rag.services import index_conversation_messages
     except ImportError:
         return
+    from agents.models import Agent
+
+    if not Agent.objects.for_tenant(conversation.tenant_id).filter(pk=agent_id, shadow_rag_enabled=True).exists():
+        return
     try:
-        index_conversation_messages(tenant_id=conversation.tenant_id, conversation_id=conversation.pk, message_ids=ids)
+        index_conversation_messages(tenant_id=conversation.tenant_id, agent_id=agent_id, messages=[
+            {"id": m.pk, "conversation_id": conversation.pk, "role": m.role, "text": m.text,
+             "created_at": m.created_at.isoformat()}
+            for m in messages
+        ])
     except Exception:
         logger.warning("Shadow RAG indexing failed for conversation %s", conversation.pk, exc_info=True)
 

@@ -158,3 +158,25 @@ def test_rescheduling_defers_one_job_at_the_due_time(burst):
     job = ProcrastinateJob.objects.get(task_name="messaging.answer_conversation", status="todo")
     conversation.refresh_from_db()
     assert job.scheduled_at == conversation.buffer_due_at
+
+
+def test_answered_turn_feeds_shadow_rag_when_the_agent_opted_in(burst, agent_a, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("rag.services")
+    fake.index_conversation_messages = lambda **kwargs: calls.append(kwargs)
+    monkeypatch.setitem(sys.modules, "rag.services", fake)
+    conversation, t0 = burst
+    _run(conversation, t0 + timedelta(seconds=17), Runner())
+    assert calls == []  # not opted in
+    agent_a.shadow_rag_enabled = True
+    agent_a.save()
+    ChatMessage.dangerously_unscoped.create(tenant_id=conversation.tenant_id, conversation=conversation, direction="in",
+                                             role="customer", text="gracias", provider="meta_direct", status="received")
+    ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(buffer_due_at=t0)
+    _run(conversation, t0 + timedelta(seconds=40), Runner())
+    assert calls[0]["agent_id"] == agent_a.pk
+    assert [(m["role"], m["text"]) for m in calls[0]["messages"]] == [
+        ("customer", "gracias"), ("agent", "Hola!"), ("agent", "Sí, hay talle 42.")]
