@@ -191,3 +191,30 @@ def test_streaming_model_path(openai_key, make_agent, settings):
         providers._openai = original
     assert openai_key.last_request.get("stream") is True
     assert result.parts == ["Hola.", "Chau."] and result.usage["output_tokens"] > 0
+
+
+def test_cached_graph_binds_each_turns_own_context(openai_key, make_agent, temporary_tool, monkeypatch):
+    from agents import graphs
+
+    builds = []
+    real_create_agent = graphs.create_agent
+    monkeypatch.setattr(graphs, "create_agent", lambda *a, **kw: builds.append(1) or real_create_agent(*a, **kw))
+
+    def factory(ctx, config):
+        def whoami(query: str) -> str:
+            return f"conversation {ctx.conversation_id}"
+
+        return StructuredTool.from_function(func=whoami, name="whoami", description="Who am I.")
+
+    temporary_tool("whoami", factory)
+    agent = make_agent(enabled_tools=["whoami"])
+    for conversation_id in (101, 202, 303):
+        openai_key.push(Reply.tool_call("whoami", {"query": "?"}), Reply.text("ok"))
+        result = turn(agent, conversation_id=conversation_id)
+        assert result.tool_calls[0]["ok"], result.tool_calls
+        assert openai_key.messages()[-1]["content"] == f"conversation {conversation_id}"
+    assert len(builds) == 1
+    agent.system_prompt = "Otro tono."
+    agent.save()
+    turn(agent)
+    assert len(builds) == 2  # a changed configuration builds a new graph
