@@ -218,3 +218,31 @@ def test_cached_graph_binds_each_turns_own_context(openai_key, make_agent, tempo
     agent.save()
     turn(agent)
     assert len(builds) == 2  # a changed configuration builds a new graph
+
+
+def test_concurrent_async_turns_keep_their_own_tools(openai_key, make_agent, temporary_tool):
+    """Two turns of one agent in flight at once share the cached graph, never each other's context."""
+
+    def factory(ctx, config):
+        async def whoami(query: str) -> str:
+            await asyncio.sleep(0.05)  # both turns are inside their tool call at the same time
+            return f"conversation {ctx.conversation_id}"
+
+        return StructuredTool.from_function(coroutine=whoami, name="whoami", description="Who am I.")
+
+    temporary_tool("whoami", factory)
+    agent = make_agent(enabled_tools=["whoami"])
+    openai_key.handler = lambda body: (
+        Reply.text(body["messages"][-1]["content"]) if body["messages"][-1]["role"] == "tool"
+        else Reply.tool_call("whoami", {"query": "?"})
+    )
+
+    async def both():
+        return await asyncio.gather(*(
+            arun_turn(tenant_id=agent.tenant_id, agent_id=agent.pk, history=[], user_text="hola", conversation_id=c)
+            for c in (11, 22)
+        ))
+
+    first, second = async_to_sync(both)()
+    assert first.parts == ["conversation 11"] and second.parts == ["conversation 22"]
+    assert len(first.tool_calls) == len(second.tool_calls) == 1
