@@ -246,3 +246,18 @@ def test_concurrent_async_turns_keep_their_own_tools(openai_key, make_agent, tem
     first, second = async_to_sync(both)()
     assert first.parts == ["conversation 11"] and second.parts == ["conversation 22"]
     assert len(first.tool_calls) == len(second.tool_calls) == 1
+
+
+def test_broken_tool_factory_is_left_out_and_bad_model_fails_cleanly(openai_key, make_agent, temporary_tool):
+    def broken(ctx, config):
+        raise RuntimeError("bug in a tool factory")
+
+    temporary_tool("broken_tool", broken)
+    agent = make_agent(enabled_tools=["broken_tool", "handoff_to_human"])
+    result = turn(agent)
+    assert result.error is None and result.parts
+    assert openai_key.tool_names() == ["handoff_to_human"]
+    assert "Use broken_tool" not in openai_key.system_prompt()
+    type(agent).objects.for_tenant(agent.tenant_id).filter(pk=agent.pk).update(model_version="gpt-3")
+    failed = turn(agent)
+    assert failed.error.startswith("Unknown model_version 'gpt-3'") and failed.turn_id
