@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -22,6 +22,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.errors import GraphRecursionError
 
 from agents import turns
+from agents.turns import TurnResult
 from agents.catalog import CatalogModel, UnknownModel, get_model
 from agents.graphs import agent_graph, bind_turn
 from agents.models import Agent
@@ -37,17 +38,6 @@ logger = logging.getLogger(__name__)
 
 HISTORY_ROLES = {"customer": HumanMessage, "agent": AIMessage, "human": AIMessage}
 PARTS_INSTRUCTION = "To send several short messages, separate them with |||."
-
-
-@dataclass
-class TurnResult:
-    parts: list[str] = field(default_factory=list)
-    tool_calls: list[dict] = field(default_factory=list)
-    usage: dict = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0, "cost": 0.0})
-    error: str | None = None
-    turn_id: int | None = None
-    handoff_reason: str | None = None
-    latency_ms: float = 0.0
 
 
 @dataclass

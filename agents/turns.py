@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -16,6 +17,19 @@ from agents.signals import handoff_requested
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TurnResult:
+    """What a turn gives back to messaging (also importable as agents.runtime.TurnResult)."""
+
+    parts: list[str] = field(default_factory=list)
+    tool_calls: list[dict] = field(default_factory=list)
+    usage: dict = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0, "cost": 0.0})
+    error: str | None = None
+    turn_id: int | None = None
+    handoff_reason: str | None = None
+    latency_ms: float = 0.0
 
 
 def tenant_slug(tenant_id: int) -> str:
@@ -36,8 +50,6 @@ def _relax_commit() -> None:
 
 def record_failure(*, agent: Agent, conversation_id, error: str, started: float, tool_calls=None,
                    ctx: ToolContext | None = None):
-    from agents.runtime import TurnResult
-
     latency = _elapsed_ms(started)
     with transaction.atomic():
         _relax_commit()
@@ -52,8 +64,6 @@ def record_failure(*, agent: Agent, conversation_id, error: str, started: float,
 
 def record_success(*, agent: Agent, entry: CatalogModel, ctx: ToolContext, parts: list[str], tool_calls: list[dict],
                    input_tokens: int, output_tokens: int, started: float):
-    from agents.runtime import TurnResult
-
     cost = entry.cost(input_tokens, output_tokens)
     handoff = ctx.signals.get("handoff")
     latency = _elapsed_ms(started)
