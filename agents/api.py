@@ -11,6 +11,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from agents import metrics
+from agents.catalog import CATALOG
 from agents.models import Agent
 from agents.runtime import run_turn
 from agents.selectors import resolve_tools
@@ -18,6 +19,7 @@ from agents.serializers import (
     AgentSerializer,
     AssistancePointSerializer,
     MetricsQuerySerializer,
+    ModelOutSerializer,
     TestTurnOutSerializer,
     TestTurnSerializer,
     ToolOutSerializer,
@@ -86,6 +88,20 @@ class ToolListView(TenantAPIView):
             {"name": t.name, "type": t.type, "description": t.description, "prompt_injection": t.prompt_injection,
              "config": t.config, "scope": t.scope, "id": t.tool_id, "available": t.buildable}
             for t in sorted(tools.values(), key=lambda t: t.name)
+        ])
+
+
+class ModelCatalogView(TenantAPIView):
+    """The models an agent may use, with temperature support, context window and prices."""
+
+    @extend_schema(responses=ModelOutSerializer(many=True))
+    def get(self, request):
+        return Response([
+            {"key": m.key, "provider": m.provider, "label": m.label, "model_id": m.model_id,
+             "accepts_temperature": m.accepts_temperature, "context_window": m.context_window,
+             "input_price_per_million": m.input_price_per_million,
+             "output_price_per_million": m.output_price_per_million}
+            for m in CATALOG.values()
         ])
 
 

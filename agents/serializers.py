@@ -90,3 +90,14 @@ def metrics_response(point_serializer):
         fields={"date_from": serializers.DateField(), "date_to": serializers.DateField(),
                 "agent": serializers.IntegerField(allow_null=True), "results": point_serializer(many=True)},
     )
+
+
+class ModelOutSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    provider = serializers.CharField()
+    label = serializers.CharField()
+    model_id = serializers.CharField()
+    accepts_temperature = serializers.BooleanField()
+    context_window = serializers.IntegerField()
+    input_price_per_million = serializers.DecimalField(max_digits=10, decimal_places=4)
+    output_price_per_million = serializers.DecimalField(max_digits=10, decimal_places=4)
