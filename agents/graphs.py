@@ -123,7 +123,15 @@ def _cache_for(event_loop) -> _LRU:
     if event_loop is None:
         return _sync_graphs
     with _loop_lock:
+        drop_closed_loops(_loop_graphs)
         return _loop_graphs.setdefault(event_loop, _LRU())
+
+
+def drop_closed_loops(per_loop: weakref.WeakKeyDictionary) -> None:
+    """Forget closed loops. Their entries hold HTTP pools that reference the loop itself, so the
+    weak key alone would never let them go (asyncio.run / async_to_sync make a loop per call)."""
+    for loop in [loop for loop in list(per_loop) if loop.is_closed()]:
+        per_loop.pop(loop, None)
 
 
 def _tool_signature(tool: BaseTool) -> tuple:

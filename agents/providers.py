@@ -86,7 +86,10 @@ def _async_http_client(loop: asyncio.AbstractEventLoop, base_url: str | None):
     """
     import openai
 
+    from agents.graphs import drop_closed_loops
+
     with _loop_clients_lock:
+        drop_closed_loops(_loop_clients)
         clients = _loop_clients.setdefault(loop, {})
         client = clients.get(base_url)
         if client is None:

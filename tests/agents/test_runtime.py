@@ -261,3 +261,13 @@ def test_broken_tool_factory_is_left_out_and_bad_model_fails_cleanly(openai_key,
     type(agent).objects.for_tenant(agent.tenant_id).filter(pk=agent.pk).update(model_version="gpt-3")
     failed = turn(agent)
     assert failed.error.startswith("Unknown model_version 'gpt-3'") and failed.turn_id
+
+
+def test_closed_event_loops_are_forgotten(openai_key, make_agent):
+    from agents import graphs, providers
+
+    agent = make_agent()
+    for _ in range(3):  # each async_to_sync call runs on a new event loop that is then closed
+        assert async_to_sync(arun_turn)(tenant_id=agent.tenant_id, agent_id=agent.pk, history=[],
+                                        user_text="hola").parts
+    assert len(graphs._loop_graphs) <= 1 and len(providers._loop_clients) <= 1
