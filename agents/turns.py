@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -40,19 +41,23 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-def _relax_commit() -> None:
-    """Turn records are analytics: the commit need not wait for the WAL flush (a crash can lose
-    the last few hundred milliseconds of them, never corrupt them). Only this transaction."""
-    if connection.in_atomic_block and settings.AGENT_TURN_ASYNC_COMMIT:
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+@contextmanager
+def _turn_transaction():
+    """Turn records are analytics: their commit need not wait for the WAL flush (a crash can
+    lose the last few hundred milliseconds of them, never corrupt them). Relaxed only when the
+    transaction is ours: inside a caller's transaction, the caller's commit rules stay."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and settings.AGENT_TURN_ASYNC_COMMIT:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
 
 
 def record_failure(*, agent: Agent, conversation_id, error: str, started: float, tool_calls=None,
                    ctx: ToolContext | None = None):
     latency = _elapsed_ms(started)
-    with transaction.atomic():
-        _relax_commit()
+    with _turn_transaction():
         turn = AgentTurn.objects.for_tenant(agent.tenant_id).create(
             tenant_id=agent.tenant_id, agent=agent, conversation_id=conversation_id, model_version=agent.model_version,
             latency_ms=latency, tool_calls=list(tool_calls or []), ok=False, error=error,
@@ -67,8 +72,7 @@ def record_success(*, agent: Agent, entry: CatalogModel, ctx: ToolContext, parts
     cost = entry.cost(input_tokens, output_tokens)
     handoff = ctx.signals.get("handoff")
     latency = _elapsed_ms(started)
-    with transaction.atomic():
-        _relax_commit()
+    with _turn_transaction():
         turn = AgentTurn.objects.for_tenant(agent.tenant_id).create(
             tenant_id=agent.tenant_id, agent=agent, conversation_id=ctx.conversation_id, model_version=entry.key,
             input_tokens=input_tokens, output_tokens=output_tokens, cost=cost, latency_ms=latency,

@@ -271,3 +271,17 @@ def test_closed_event_loops_are_forgotten(openai_key, make_agent):
         assert async_to_sync(arun_turn)(tenant_id=agent.tenant_id, agent_id=agent.pk, history=[],
                                         user_text="hola").parts
     assert len(graphs._loop_graphs) <= 1 and len(providers._loop_clients) <= 1
+
+
+def test_turn_inside_a_callers_transaction_keeps_its_commit_rules(openai_key, make_agent):
+    from django.db import connection, transaction
+
+    agent = make_agent()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            before = cursor.fetchone()[0]
+        assert turn(agent).parts
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == before
