@@ -285,3 +285,17 @@ def test_turn_inside_a_callers_transaction_keeps_its_commit_rules(openai_key, ma
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == before
+
+
+def test_parallel_tool_calls_are_all_traced(openai_key, make_agent):
+    agent = make_agent(enabled_tools=["report_assistance", "handoff_to_human"])
+    openai_key.push(
+        Reply.parallel_tool_calls([("report_assistance", {"type": "support", "score": 0.2, "reasoning": "no stock"}),
+                                   ("handoff_to_human", {"reason": "wants a refund"})]),
+        Reply.text("Te paso con alguien del equipo."),
+    )
+    result = turn(agent)
+    assert sorted(c["name"] for c in result.tool_calls) == ["handoff_to_human", "report_assistance"]
+    assert result.handoff_reason == "wants a refund"
+    assert AssistanceReport.objects.for_tenant(agent.tenant_id).get().score == 0.2
+    assert [m["role"] for m in openai_key.messages()[-2:]] == ["tool", "tool"]
