@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 
 from agents.catalog import CATALOG
 from agents.models import Agent, AgentTurn, AssistanceReport, Tool
-from agents.selectors import tools_for_tenant
+from agents.selectors import resolve_tools, tools_for_tenant
 from agents.services import AgentConfigError, validate_agent_config
 from tenants.admin_base import TenantScopedAdmin, is_platform_admin, request_tenant_id
 from vault.credentials import CredentialNotConfigured
@@ -62,6 +62,9 @@ class AgentAdmin(TenantScopedAdmin):
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
         form.tenant_id = None if is_platform_admin(request) else request_tenant_id(request)
+        if form.tenant_id and "enabled_tools" in form.base_fields:  # fields are fresh per factory call
+            names = sorted(resolve_tools(form.tenant_id))
+            form.base_fields["enabled_tools"].help_text = f'A JSON list. Available: {", ".join(names)}.'
         return form
 
 

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from agents import metrics
+from agents.catalog import CATALOG
 from agents.models import Agent
 from agents.runtime import run_turn
 from agents.selectors import resolve_tools
-from agents.serializers import AgentSerializer, MetricsQuerySerializer, TestTurnSerializer
+from agents.serializers import (
+    AgentSerializer,
+    AssistancePointSerializer,
+    MetricsQuerySerializer,
+    ModelOutSerializer,
+    TestTurnOutSerializer,
+    TestTurnSerializer,
+    ToolOutSerializer,
+    UsagePointSerializer,
+    metrics_response,
+)
 from agents.services import AgentConfigError, agent_create, agent_update
 from tenants.api_base import TenantAPIView, TenantScopedViewSet, not_found
 from vault.credentials import CredentialNotConfigured
@@ -47,6 +59,7 @@ class AgentViewSet(TenantScopedViewSet):
         with service_errors():
             serializer.instance = agent_update(agent=serializer.instance, **serializer.validated_data)
 
+    @extend_schema(request=TestTurnSerializer, responses=TestTurnOutSerializer)
     @action(detail=True, methods=["post"], serializer_class=TestTurnSerializer)
     def test(self, request, pk=None):
         """One dry turn (no conversation): {"text": "..."} -> {"parts", "tool_calls", "usage"}."""
@@ -68,12 +81,27 @@ class AgentViewSet(TenantScopedViewSet):
 class ToolListView(TenantAPIView):
     """The tools this tenant's agents may enable: registered, global rows and the tenant's own."""
 
+    @extend_schema(responses=ToolOutSerializer(many=True))
     def get(self, request):
         tools = resolve_tools(self.tenant_id)
         return Response([
             {"name": t.name, "type": t.type, "description": t.description, "prompt_injection": t.prompt_injection,
              "config": t.config, "scope": t.scope, "id": t.tool_id, "available": t.buildable}
             for t in sorted(tools.values(), key=lambda t: t.name)
+        ])
+
+
+class ModelCatalogView(TenantAPIView):
+    """The models an agent may use, with temperature support, context window and prices."""
+
+    @extend_schema(responses=ModelOutSerializer(many=True))
+    def get(self, request):
+        return Response([
+            {"key": m.key, "provider": m.provider, "label": m.label, "model_id": m.model_id,
+             "accepts_temperature": m.accepts_temperature, "context_window": m.context_window,
+             "input_price_per_million": m.input_price_per_million,
+             "output_price_per_million": m.output_price_per_million}
+            for m in CATALOG.values()
         ])
 
 
@@ -92,12 +120,14 @@ class _MetricsView(TenantAPIView):
         return Response({"date_from": date_from, "date_to": date_to, "agent": agent_id, "results": rows})
 
 
+@extend_schema(parameters=[MetricsQuerySerializer], responses=metrics_response(AssistancePointSerializer))
 class AssistanceMetricsView(_MetricsView):
     """Assistance reports per day and type: count and average score."""
 
     series = staticmethod(metrics.assistance_series)
 
 
+@extend_schema(parameters=[MetricsQuerySerializer], responses=metrics_response(UsagePointSerializer))
 class UsageMetricsView(_MetricsView):
     """Tokens, cost and turns per day and agent."""
 

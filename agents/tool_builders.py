@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Callable
+from urllib.parse import urlsplit
 
 import httpx
 from asgiref.sync import async_to_sync, sync_to_async
@@ -49,6 +51,28 @@ def build_tool(spec: ResolvedTool, ctx: ToolContext) -> BaseTool:
     return ensure_sync(tool)
 
 
+def http_tool_url_problem(url: str) -> str | None:
+    """Why a tenant's HTTP tool URL is refused, or None.
+
+    Tenants write these URLs, so loopback, private and link-local addresses (the platform's own
+    services, cloud metadata) are refused when written as such. Names are not resolved here: a
+    deployment that needs more puts an egress proxy in front.
+    """
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "has no valid http(s) URL configured"
+    host = parts.hostname.lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "points at this server"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved:
+        return "points at a private address"
+    return None
+
+
 class HttpToolArgs(BaseModel):
     query: str = Field(description="What to look up.")
 
@@ -76,9 +100,11 @@ def build_http_tool(spec: ResolvedTool, ctx: ToolContext) -> BaseTool:
             return f"The {spec.name} service did not answer within {spec.timeout:g} s."
         return f"The {spec.name} service could not be reached ({type(exc).__name__})."
 
+    problem = http_tool_url_problem(url)
+
     def call(query: str) -> str:
-        if not url.startswith(("https://", "http://")):
-            return f"The {spec.name} tool has no valid URL configured."
+        if problem:
+            return f"The {spec.name} tool {problem}."
         try:
             with httpx.Client(timeout=spec.timeout, headers=headers) as client:
                 return answer(client.request(method, url, **request_kwargs(query)))
@@ -86,8 +112,8 @@ def build_http_tool(spec: ResolvedTool, ctx: ToolContext) -> BaseTool:
             return failure(exc)
 
     async def acall(query: str) -> str:
-        if not url.startswith(("https://", "http://")):
-            return f"The {spec.name} tool has no valid URL configured."
+        if problem:
+            return f"The {spec.name} tool {problem}."
         try:
             async with httpx.AsyncClient(timeout=spec.timeout, headers=headers) as client:
                 return answer(await client.request(method, url, **request_kwargs(query)))

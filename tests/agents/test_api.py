@@ -102,3 +102,10 @@ def test_agent_can_enable_own_http_tool_but_not_another_tenants(api_a, openai_ke
     assert ok.status_code == 201
     refused = api_a.post("/api/v1/agents/", {**BODY, "enabled_tools": ["their_secret_api"]}, format="json")
     assert refused.status_code == 400 and "their_secret_api" in refused.json()["detail"]
+
+
+def test_model_catalog(api_a):
+    models = {m["key"]: m for m in api_a.get("/api/v1/models/").json()}
+    assert set(models) == {"gpt-5.2", "gpt-5-mini", "gemini-3-pro", "gemini-3-flash"}
+    assert models["gpt-5-mini"]["accepts_temperature"] is False and models["gemini-3-pro"]["provider"] == "google"
+    assert models["gpt-5.2"]["context_window"] == 400_000

@@ -119,3 +119,21 @@ def test_turn_admin_is_read_only(user_a, tenant_a):
     assert client.post(f"/admin/agents/agentturn/{turn.pk}/change/", {"input_tokens": 999}).status_code == 403
     assert client.post("/admin/agents/agentturn/add/", {}).status_code == 403
     assert AgentTurn.objects.for_tenant(tenant_a.pk).get().input_tokens == 3
+
+
+def test_admin_pages_render_for_tenant_staff(user_a, tenant_a):
+    agent = make_row_agent(tenant_a)
+    turn = AgentTurn.dangerously_unscoped.create(tenant=tenant_a, agent=agent, tool_calls=[{"name": "x", "ok": True}])
+    report = AssistanceReport.dangerously_unscoped.create(tenant=tenant_a, agent=agent, type="sales", score=0.5)
+    client = _admin(user_a)
+    for path in ("/admin/agents/agent/", f"/admin/agents/agent/{agent.pk}/change/", "/admin/agents/agentturn/",
+                 f"/admin/agents/agentturn/{turn.pk}/change/", "/admin/agents/assistancereport/",
+                 f"/admin/agents/assistancereport/{report.pk}/change/", "/admin/agents/tool/add/",
+                 "/admin/agent_templates/agentfromtemplate/"):
+        assert client.get(path).status_code == 200, path
+    edit = client.post(f"/admin/agents/agent/{agent.pk}/change/", {
+        "name": "Renamed", "role": "sales", "model_version": "gpt-5-mini", "temperature": "0.5",
+        "system_prompt": "x", "enabled_tools": "[]", "channels": "[]", "synonyms": "{}", "is_active": "on",
+    })
+    assert edit.status_code == 302  # same model, already active: no key needed to rename
+    assert Agent.objects.for_tenant(tenant_a.pk).get(pk=agent.pk).name == "Renamed"

@@ -103,3 +103,20 @@ def test_tenant_row_overrides_global_config(tenant_a, tenant_b):
     assert (mine.prompt_injection, mine.config["per_page"], mine.scope) == ("own line", 3, "tenant")
     assert (theirs.prompt_injection, theirs.timeout, theirs.scope) == ("global line", 7.0, "global")
     assert json.dumps(theirs.config)
+
+
+@pytest.mark.parametrize("url,fragment", [
+    ("http://169.254.169.254/latest/meta-data/", "private address"),
+    ("http://127.0.0.1:8000/admin/", "private address"),
+    ("http://10.0.0.5/api", "private address"),
+    ("http://localhost/api", "points at this server"),
+    ("ftp://stock.example/x", "no valid http(s) URL"),
+])
+def test_tenant_http_tool_refuses_internal_urls(tenant_a, url, fragment):
+    from agents.models import Tool
+
+    Tool.dangerously_unscoped.create(tenant=tenant_a, name="probe", type="http", config={"url": url})
+    spec = resolve_tools(tenant_a.pk, ["probe"])["probe"]
+    with respx.mock(assert_all_called=False) as mock:
+        assert fragment in build_tool(spec, ToolContext(tenant_id=tenant_a.pk)).invoke({"query": "x"})
+        assert not mock.calls

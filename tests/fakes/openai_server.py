@@ -12,6 +12,7 @@ openai 3.x does not use httpx, so respx cannot intercept it; this threaded stdli
 Scripting, per test:
 
     server.push(Reply.tool_call("search_products", {"query": "mallas"}), Reply.text("Tenemos..."))
+    server.push(Reply.parallel_tool_calls([("check_stock", {...}), ("handoff_to_human", {...})]))
     server.push(Reply.error(401))                       # the OpenAI error JSON, status 401
     server.push(Reply.text("late", delay=2.0))          # answer after 2 s
     server.handler = lambda body: Reply.text("...")     # decide from the request body
@@ -70,7 +71,7 @@ class Reply:
         return cls(tool_calls=[{"name": name, "arguments": arguments or {}}], **kwargs)
 
     @classmethod
-    def tool_calls_(cls, calls: list[tuple[str, dict]], **kwargs) -> "Reply":
+    def parallel_tool_calls(cls, calls: list[tuple[str, dict]], **kwargs) -> "Reply":
         return cls(tool_calls=[{"name": n, "arguments": a} for n, a in calls], **kwargs)
 
     @classmethod
