@@ -227,6 +227,12 @@ VAULT_CACHE_SECONDS = env.int("VAULT_CACHE_SECONDS", default=60)
 
 # --- Agents -------------------------------------------------------------------------------
 AGENT_HISTORY_WINDOW = env.int("AGENT_HISTORY_WINDOW", default=20)
+AGENT_MODEL_TIMEOUT_SECONDS = env.float("AGENT_MODEL_TIMEOUT_SECONDS", default=60)
+AGENT_MODEL_MAX_RETRIES = env.int("AGENT_MODEL_MAX_RETRIES", default=2)
+AGENT_MAX_TOOL_ROUNDS = env.int("AGENT_MAX_TOOL_ROUNDS", default=6)
+AGENT_REPLY_PART_CHARS = env.int("AGENT_REPLY_PART_CHARS", default=400)
+AGENT_GRAPH_CACHE_SIZE = env.int("AGENT_GRAPH_CACHE_SIZE", default=256)
+AGENT_TURN_ASYNC_COMMIT = env.bool("AGENT_TURN_ASYNC_COMMIT", default=True)
 TIENDANUBE_API_BASE = env("TIENDANUBE_API_BASE", default="https://api.tiendanube.com/v1")
 TIENDANUBE_USER_AGENT = env("TIENDANUBE_USER_AGENT", default="Platform AI (support@platform-ai.example)")
 TIENDANUBE_APP_ID = env("TIENDANUBE_APP_ID", default="")

@@ -1,5 +1,6 @@
 """Seed the demo tenant "Pointe Coach" and its staff user (idempotent; prints the login once)."""
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -23,6 +24,7 @@ class Command(BaseCommand):
             if not User.objects.filter(username=DEMO_USERNAME).exists():
                 _, password = staff_user_create(tenant=tenant, username=DEMO_USERNAME, email="demo@pointecoach.example")
             demo.seed_tenant_content(tenant.pk)
+        call_command("sync_tools", stdout=self.stdout)  # global Tool rows, for the admin and API
         if password:
             self.stdout.write(self.style.SUCCESS(
                 "\n  Demo tenant ready: Pointe Coach\n"
