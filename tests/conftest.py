@@ -11,6 +11,12 @@ from vault.credentials import invalidate_cache
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # Staff fixtures hash passwords; PBKDF2 costs ~1 s per user on a loaded 2-core machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_vault_cache():
     invalidate_cache()
     yield
