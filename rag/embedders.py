@@ -142,7 +142,8 @@ class OpenAIEmbedder(_BatchingEmbedder):
 
     def _describe(self, exc):
         status = getattr(exc, "status_code", None)
-        message = getattr(exc, "message", None) or str(exc)
+        body = getattr(exc, "body", None)
+        message = (body.get("message") if isinstance(body, dict) else None) or getattr(exc, "message", None) or str(exc)
         return f"HTTP {status}: {message}" if status else message
 
 
