@@ -86,11 +86,11 @@ def ingest_document(
             return _fail(document, exc.public_message)
         if progress:
             progress(len(chunks), len(chunks))
+        metadata = {"filename": document.filename, **({"agent_id": document.agent_id} if document.agent_id else {})}
         records = [
             ChunkRecord(
                 tenant_id=tenant_id, source_id=document.pk, collection=document.collection, chunk_index=i,
-                content=chunk, embedding=vector, model=embedder.model,
-                metadata={"filename": document.filename, **({"agent_id": document.agent_id} if document.agent_id else {})},
+                content=chunk, embedding=vector, model=embedder.model, metadata=metadata,
             )
             for i, (chunk, vector) in enumerate(zip(chunks, vectors))
         ]

@@ -82,6 +82,7 @@ def drift_report(*, check_models: bool = False) -> DriftReport:
         for d in RAGDocument.dangerously_unscoped.values("id", "tenant_id", "status", "chunk_count", "embedding_model")
     }
     report = DriftReport()
+    current_models: dict[int, str] = {}  # one embedder (vault lookup) per tenant
     for key in sorted(sources):
         document = documents.get(key)
         # Vectors of a failed document are as orphaned as those of a deleted one; pending and
@@ -94,9 +95,21 @@ def drift_report(*, check_models: bool = False) -> DriftReport:
         source = sources.get(key)
         if source is None or source.chunks != document["chunk_count"]:
             report.missing_vectors.append(key)
-        elif check_models and source.models != (embedder_for_tenant(key[0]).model,):
-            report.stale_model.append(key)
+        elif check_models:
+            if key[0] not in current_models:
+                current_models[key[0]] = _current_model(key[0])
+            if current_models[key[0]] and source.models != (current_models[key[0]],):
+                report.stale_model.append(key)
     return report
+
+
+def _current_model(tenant_id: int) -> str | None:
+    from vault.credentials import CredentialNotConfigured
+
+    try:
+        return embedder_for_tenant(tenant_id).model
+    except CredentialNotConfigured:
+        return None  # the tenant lost its key: re-embedding would only fail, leave its vectors
 
 
 def drift_count_cached() -> dict:

@@ -8,7 +8,8 @@ from procrastinate.contrib.django import app
 
 from rag.ingestion import ingest_document
 from rag.models import DocumentStatus, RAGDocument
-from rag.services import create_shadow_document
+from rag.selectors import drift_report
+from rag.services import create_shadow_document, repair_drift
 
 logger = logging.getLogger(__name__)
 
@@ -30,3 +31,17 @@ def index_shadow_messages_job(*, tenant_id: int, agent_id: int, messages: list[d
     document = create_shadow_document(tenant_id=tenant_id, agent_id=agent_id, messages=messages)
     if document is not None:
         ingest_document_job(document_id=document.pk, tenant_id=tenant_id)
+
+
+@app.periodic(cron="*/30 * * * *", periodic_id="rag-reconcile")
+@app.task(queue="rag", name="rag.reconcile", queueing_lock="rag-reconcile", pass_context=False)
+def reconcile_job(timestamp: int) -> None:
+    """Every 30 minutes: delete orphaned vectors, re-ingest documents whose vectors are missing
+    or were embedded by a model the tenant no longer uses (re-embedded, never mixed)."""
+    report = drift_report(check_models=True)
+    if report.count or report.stale_model:
+        logger.warning(
+            "RAG drift: %s orphan source(s), %s missing, %s stale model; repairing",
+            len(report.orphan_sources), len(report.missing_vectors), len(report.stale_model),
+        )
+        repair_drift(report)

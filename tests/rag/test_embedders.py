@@ -94,3 +94,25 @@ def test_google_embedder_speaks_batch_embed_contents(no_backoff):
     body = request.read().decode()
     assert '"outputDimensionality": 768' in body.replace(":768", ": 768") and "uno" in body
     assert no_backoff == [0.5]
+
+
+@pytest.mark.django_db(databases=["default", "vectors"])
+def test_a_tenant_that_changes_model_is_re_embedded_not_mixed(
+    tenant_a, openai_server, settings, jobs, django_capture_on_commit_callbacks
+):
+    from rag.tasks import reconcile_job
+    from rag.vectorstore import get_vector_store
+
+    document = ingest_text(tenant_a, RETURNS_POLICY)
+    assert document.embedding_model == "local-hash-384"
+    settings.RAG_EMBEDDER = "openai"
+    set_tenant_credential(tenant_a.pk, "openai", "API_KEY", "sk-tenant-a")
+    set_tenant_credential(tenant_a.pk, "openai", "BASE_URL", openai_server.base_url)
+    assert search_knowledge(tenant_id=tenant_a.pk, query="returns") == []  # old vectors never compared
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile_job(timestamp=0)
+    jobs.run_all()
+    document.refresh_from_db()
+    assert (document.status, document.embedding_model, document.embedding_dims) == ("ready", "text-embedding-3-small", 1536)
+    assert [s.models for s in get_vector_store().list_sources()] == [("text-embedding-3-small",)]
+    assert search_knowledge(tenant_id=tenant_a.pk, query=RETURNS_POLICY)[0]["document"]["id"] == document.pk
