@@ -12,8 +12,14 @@ import pytest
 import respx
 from django.db import connections
 
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from rag import services, vectorstore
+from rag.ingestion import ingest_document
 from rag.vectorstore import ChunkRecord, VectorStoreUnavailable
+from rag.vectorstore import supabase as supabase_backend
 from rag.vectorstore.supabase import SupabaseVectorStore
+from tests.rag.helpers import RETURNS_POLICY
 
 URL = "https://abcdefghijklmnop.supabase.co"
 KEY = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl"
@@ -115,3 +121,25 @@ def test_the_shipped_sql_creates_a_working_match_documents():
         assert cursor.fetchall() == [("5", 1.0), ("5", 0.0)]
         cursor.execute("SELECT * FROM rag_list_sources()")
         assert cursor.fetchall() == [(5, 12, 2, ["m"]), (6, 13, 1, ["m"])]
+
+
+@pytest.mark.django_db(databases=["default", "vectors"])
+@respx.mock
+def test_ingestion_through_supabase_cleans_up_a_failed_batch(store, tenant_a, settings, monkeypatch):
+    """The second insert batch fails: the pipeline deletes what the first one wrote."""
+    settings.RAG_CHUNK_SIZE, settings.RAG_CHUNK_OVERLAP = 120, 0
+    monkeypatch.setattr(supabase_backend, "INSERT_BATCH", 2)
+    inserts = respx.post(f"{REST}/documents").mock(side_effect=[
+        httpx.Response(201), httpx.Response(503, json={"message": "upstream timeout", "code": "503"}),
+    ])
+    deletes = respx.delete(f"{REST}/documents").mock(return_value=httpx.Response(204, headers={"Content-Range": "*/2"}))
+    document = services.upload_document(
+        tenant_id=tenant_a.pk, uploaded_file=SimpleUploadedFile("p.txt", (RETURNS_POLICY * 3).encode()), defer=False
+    )
+    vectorstore.use_vector_store(store)
+    result = ingest_document(document.pk, tenant_id=tenant_a.pk)
+    assert inserts.call_count == 2
+    assert result.status == "failed" and "Supabase insert failed" in result.error
+    # one delete before writing (a re-ingest replaces), one to clean the partial write
+    assert deletes.call_count == 2
+    assert f"metadata->>source_id=eq.{document.pk}" in unquote(deletes.calls.last.request.url.query.decode())
