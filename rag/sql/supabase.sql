@@ -17,7 +17,7 @@ create index if not exists documents_embedding_hnsw on documents
   using hnsw (embedding vector_cosine_ops) with (m = 16, ef_construction = 64);
 
 -- Tenant-filtered search that keeps its recall (measured in bench/rag_search.py):
--- exact search while the tenant has fewer than 5,000 rows, otherwise the HNSW index with
+-- exact search while the tenant has fewer than 2,500 rows, otherwise the HNSW index with
 -- iterative scans (relaxed order) so the scan continues until match_count rows of the tenant.
 create or replace function match_documents (
   query_embedding vector(1536),
@@ -36,11 +36,11 @@ begin
   if filter->>'tenant_id' is null then
     raise exception 'match_documents needs filter.tenant_id';
   end if;
-  -- Counting stops at the threshold, so this costs at most 5,000 index entries.
+  -- Counting stops at the threshold, so this costs at most 2,500 index entries.
   select count(*) into tenant_rows from (
-    select 1 from documents d where d.metadata->>'tenant_id' = filter->>'tenant_id' limit 5000
+    select 1 from documents d where d.metadata->>'tenant_id' = filter->>'tenant_id' limit 2500
   ) small;
-  if tenant_rows < 5000 then
+  if tenant_rows < 2500 then
     return query
       select d.id, d.content, d.metadata, 1 - (d.embedding <=> query_embedding) as similarity
       from documents d

@@ -1,19 +1,22 @@
 """pgvector backend on the `vectors` database alias.
 
 Tenant-filtered search keeps its recall by choosing, per query, among three plans (measured in
-bench/rag_search.py, results in bench/README.md):
+bench/rag_search.py, results and reasons in bench/README.md):
 
-1. exact search when the tenant has fewer than RAG_EXACT_SEARCH_MAX_ROWS rows of this dimension
-   (the `+ 0` on the distance keeps the planner off the HNSW index; the B-tree on
-   (tenant_id, dims) finds the rows): recall 1.0 at a fraction of a millisecond;
-2. the tenant's own partial HNSW index once it has RAG_TENANT_INDEX_MIN_ROWS rows (created by
-   `maintain_tenant_index` after ingestion; the tenant id is inlined in the SQL, so the planner
-   matches the partial predicate);
+1. exact search while the tenant has fewer than RAG_EXACT_SEARCH_MAX_ROWS (2,500) rows of this
+   dimension: the `+ 0` on the distance keeps the planner off the HNSW index and the B-tree on
+   (tenant_id, dims) finds the rows. Recall 1.0; its cost grows with the tenant's rows (each row
+   sits on its own heap page), which is why the threshold is not higher;
+2. the tenant's own partial HNSW index once it has RAG_TENANT_INDEX_MIN_ROWS (20,000) rows
+   (built by `maintain_tenant_index` after ingestion; the tenant id is inlined in the SQL, so the
+   planner matches the partial predicate);
 3. otherwise the shared HNSW index of the dimension with `hnsw.iterative_scan = relaxed_order`
-   and ef_search 100, so the scan keeps going until k rows of the tenant are found.
+   and ef_search 100, so the scan continues until k rows of the tenant are found (a plain
+   filtered HNSW scan returned fewer than 10 rows for 87 of 200 small-tenant queries).
 
-The tenant's row count comes from rag_vector_stats (one primary-key lookup), kept in the same
-transaction as every add and delete.
+The tenant's row count comes from rag_vector_stats (kept in the same transaction as every add
+and delete; cached per process for a few seconds). Searches send the query vector in binary
+over one round trip.
 """
 
 from __future__ import annotations
@@ -48,36 +51,43 @@ COPY_TRAILER = struct.pack(">h", -1)
 _ROW_START = struct.Struct(">hiiiq")  # field count; tenant_id (len, int4); source_id (len, int8)
 _INT4 = struct.Struct(">ii")
 _DIMS = struct.Struct(">ih")
+_LEN = struct.Struct(">i")
+
+
+def _field(data: bytes) -> bytes:
+    return _LEN.pack(len(data)) + data
 
 
 def binary_copy_blocks(chunks: Sequence[ChunkRecord], block_bytes: int = 1 << 20):
     """PostgreSQL binary COPY data for rag_chunks, built with struct and numpy rather than
-    psycopg's per-value adapters: about 5x faster, which is what bulk ingestion needs."""
+    psycopg's per-value adapters (about 5x faster): what bulk ingestion needs. Fields that repeat
+    across chunks (collection, model, a document's metadata, the vector header) are encoded once."""
     import numpy as np
 
     yield COPY_HEADER
     buffer: list[bytes] = []
     size = 0
-    json_cache: dict[int, bytes] = {}  # documents share one metadata dict across their chunks
-    text_cache: dict[str, bytes] = {}
+    cache: dict = {}  # documents share one metadata dict across their chunks, hence id()
+
+    def once(key, make):
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = make()
+        return value
+
     for c in chunks:
         vector = np.asarray(c.embedding, dtype=">f4")
-        meta = json_cache.get(id(c.metadata))
-        if meta is None:
-            meta = json_cache[id(c.metadata)] = b"\x01" + json.dumps(c.metadata, separators=(",", ":")).encode()
-        collection = text_cache.get(c.collection) or text_cache.setdefault(c.collection, c.collection.encode())
-        model = text_cache.get(c.model) or text_cache.setdefault(c.model, c.model.encode())
-        content = c.content.encode()
         dims = vector.shape[0]
+        content = c.content.encode()
         row = b"".join((
             _ROW_START.pack(9, 4, c.tenant_id, 8, c.source_id),
-            struct.pack(">i", len(collection)), collection,
+            once(("c", c.collection), lambda: _field(c.collection.encode())),
             _INT4.pack(4, c.chunk_index),
-            struct.pack(">i", len(content)), content,
-            struct.pack(">i", len(meta)), meta,
-            struct.pack(">i", len(model)), model,
-            _DIMS.pack(2, dims),
-            struct.pack(">ihh", 4 + 4 * dims, dims, 0), vector.tobytes(),
+            _LEN.pack(len(content)), content,
+            once(("m", id(c.metadata)), lambda: _field(b"\x01" + json.dumps(c.metadata, separators=(",", ":")).encode())),
+            once(("model", c.model), lambda: _field(c.model.encode())),
+            once(("d", dims), lambda: _DIMS.pack(2, dims) + struct.pack(">ihh", 4 + 4 * dims, dims, 0)),
+            vector.tobytes(),
         ))
         buffer.append(row)
         size += len(row)
