@@ -109,7 +109,10 @@ def ingest_document(
             _remove_vectors_quietly(store, document)
             return None
         if hasattr(store, "maintain_tenant_index"):
-            store.maintain_tenant_index(tenant_id, embedder.dims)
+            try:
+                store.maintain_tenant_index(tenant_id, embedder.dims)
+            except Exception:  # noqa: BLE001 - an index is an optimisation; the document is ready
+                logger.exception("Could not build the HNSW index of tenant %s; the next ingestion retries", tenant_id)
         document.refresh_from_db()
         logger.info("RAG document %s of tenant %s ready: %s chunks", document.pk, tenant_id, len(records))
         return document

@@ -35,10 +35,9 @@ def schema_statements() -> list[str]:
             CONSTRAINT rag_chunks_dims_match CHECK (vector_dims(embedding) = dims)
         )
         """,
-        # Exact search for small tenants walks this index; the planner also uses it to pick exact
-        # search on its own for the smallest tenants.
-        "CREATE INDEX IF NOT EXISTS rag_chunks_tenant ON rag_chunks (tenant_id, dims)",
-        "CREATE INDEX IF NOT EXISTS rag_chunks_source ON rag_chunks (source_id)",
+        # One B-tree serves exact search for small tenants (leading tenant_id), delete by source and
+        # the reconcile's GROUP BY; a single secondary index keeps bulk COPY fast.
+        "CREATE INDEX IF NOT EXISTS rag_chunks_tenant_source ON rag_chunks (tenant_id, source_id)",
         """
         CREATE TABLE IF NOT EXISTS rag_vector_stats (
             tenant_id integer NOT NULL,
