@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -12,7 +13,7 @@ from rag.embedders import EmbeddingError
 from rag.extraction import UnreadableFile, UnsupportedFileType
 from rag.models import RAGDocument
 from rag.selectors import EmptyQuery, search_knowledge
-from rag.serializers import DocumentOutput, SearchInput, UploadInput
+from rag.serializers import DocumentOutput, SearchHit, SearchInput, UploadInput
 from rag.vectorstore import VectorStoreUnavailable
 from tenants.api_base import TenantAPIView, TenantScopedGenericViewSet
 from vault.credentials import CredentialNotConfigured
@@ -41,6 +42,7 @@ class RAGDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     def scope_queryset(self, queryset):
         return queryset.select_related("uploaded_by")
 
+    @extend_schema(request={"multipart/form-data": UploadInput}, responses={202: DocumentOutput})
     def create(self, request, *args, **kwargs):
         upload = UploadInput(data=request.data)
         upload.is_valid(raise_exception=True)
@@ -68,6 +70,7 @@ class RAGDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
             raise StoreUnavailable(f"{exc}; the document was kept, retry the delete.")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(request=None, responses={202: DocumentOutput})
     @action(detail=True, methods=["post"])
     def reingest(self, request, *args, **kwargs):
         document = self.get_object()
@@ -76,6 +79,10 @@ class RAGDocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
 
 
 class RAGSearchView(TenantAPIView):
+    @extend_schema(
+        request=SearchInput,
+        responses=inline_serializer("SearchOutput", {"results": SearchHit(many=True)}),
+    )
     def post(self, request):
         data = SearchInput(data=request.data)
         data.is_valid(raise_exception=True)
