@@ -18,10 +18,12 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from rag.extraction import UnreadableFile, decode_text, file_kind, whatsapp_lines
 from rag.models import Collection, DocumentStatus, RAGDocument
@@ -193,6 +195,23 @@ def create_shadow_document(*, tenant_id: int, agent_id: int, messages: list[dict
         )
     except DuplicateDocument:
         return None
+
+
+STUCK_AFTER = timedelta(minutes=30)
+
+
+def requeue_stuck_documents(*, older_than: timedelta = STUCK_AFTER) -> int:
+    """Documents pending or processing for longer than any ingestion takes: queue them again."""
+    stuck = RAGDocument.dangerously_unscoped.filter(
+        status__in=[DocumentStatus.PENDING, DocumentStatus.PROCESSING], updated_at__lt=timezone.now() - older_than
+    ).values_list("tenant_id", "id")
+    count = 0
+    for tenant_id, document_id in stuck:
+        reingest_document(tenant_id=tenant_id, document_id=document_id)
+        count += 1
+    if count:
+        logger.warning("Re-queued %s RAG document(s) stuck in pending/processing", count)
+    return count
 
 
 def repair_drift(report) -> dict[str, int]:

@@ -9,7 +9,7 @@ from procrastinate.contrib.django import app
 from rag.ingestion import ingest_document
 from rag.models import DocumentStatus, RAGDocument
 from rag.selectors import drift_report
-from rag.services import create_shadow_document, repair_drift
+from rag.services import create_shadow_document, repair_drift, requeue_stuck_documents
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ def index_shadow_messages_job(*, tenant_id: int, agent_id: int, messages: list[d
 @app.task(queue="rag", name="rag.reconcile", queueing_lock="rag-reconcile", pass_context=False)
 def reconcile_job(timestamp: int) -> None:
     """Every 30 minutes: delete orphaned vectors, re-ingest documents whose vectors are missing
-    or were embedded by a model the tenant no longer uses (re-embedded, never mixed)."""
+    or were embedded by a model the tenant no longer uses (re-embedded, never mixed), and
+    re-queue documents left pending/processing by a worker that died."""
     report = drift_report(check_models=True)
     if report.count or report.stale_model:
         logger.warning(
@@ -45,3 +46,4 @@ def reconcile_job(timestamp: int) -> None:
             len(report.orphan_sources), len(report.missing_vectors), len(report.stale_model),
         )
         repair_drift(report)
+    requeue_stuck_documents()

@@ -90,3 +90,24 @@ def test_rag_ingest_command_ingests_a_directory_with_a_progress_bar(tenant_a, tm
 def test_rag_ingest_command_names_a_missing_tenant(tmp_path):
     with pytest.raises(CommandError, match="Tenant 'nope' not found"):
         call_command("rag_ingest", str(tmp_path), "--tenant", "nope")
+
+
+def test_documents_stuck_in_processing_are_requeued(tenant_a, jobs, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rag.tasks import reconcile_job
+
+    document = ingest_text(tenant_a, RETURNS_POLICY)
+    fresh = ingest_text(tenant_a, "Opening hours: 9 to 18.", name="hours.txt")
+    RAGDocument.objects.for_tenant(tenant_a.pk).filter(pk=document.pk).update(
+        status=DocumentStatus.PROCESSING, updated_at=timezone.now() - timedelta(hours=2)
+    )
+    RAGDocument.objects.for_tenant(tenant_a.pk).filter(pk=fresh.pk).update(status=DocumentStatus.PROCESSING)
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile_job(timestamp=0)
+    assert [job["args"]["document_id"] for job in jobs.todo("rag.ingest_document")] == [document.pk]
+    jobs.run_all()
+    document.refresh_from_db()
+    assert document.status == DocumentStatus.READY
