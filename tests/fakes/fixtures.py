@@ -1,0 +1,29 @@
+"""Shared pytest fixtures for fakes at the edge. Register in a test package's conftest:
+
+    pytest_plugins = ["tests.fakes.fixtures"]
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAIServer
+
+
+@pytest.fixture(scope="session")
+def _openai_server_session():
+    server = FakeOpenAIServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def openai_server(_openai_server_session) -> FakeOpenAIServer:
+    """A running fake OpenAI server, with an empty script and request log for each test.
+
+    `openai_server.base_url` is "http://127.0.0.1:<port>/v1" (store it as the tenant's
+    openai/BASE_URL); script with `openai_server.push(Reply.tool_call(...), Reply.text(...))`.
+    """
+    _openai_server_session.reset()
+    yield _openai_server_session
+    _openai_server_session.reset()
