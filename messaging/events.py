@@ -9,10 +9,12 @@ breaks the webhook or job that caused it.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,11 @@ def _send(tenant_id: int, conversation_id: int | None, payload: dict) -> None:
 
 def publish(tenant_id: int, conversation_id: int | None, kind: str, **data) -> None:
     """Publish once the current transaction commits (at once outside a transaction)."""
-    payload = {"kind": kind, "tenant_id": tenant_id, "conversation_id": conversation_id, **data}
+    # The PostgreSQL and Redis layers serialize with msgpack: UUIDs, datetimes and Decimals
+    # (e.g. a message's sent_by) must become plain JSON values first.
+    payload = json.loads(json.dumps(
+        {"kind": kind, "tenant_id": tenant_id, "conversation_id": conversation_id, **data}, cls=DjangoJSONEncoder
+    ))
     transaction.on_commit(lambda: _send(tenant_id, conversation_id, payload))
 
 

@@ -79,3 +79,19 @@ def pane_messages(tenant_id: int, conversation_id: int, limit: int = PANE_LIMIT)
 
 def message_in_conversation(tenant_id: int, conversation_id: int, message_id: int) -> bool:
     return ChatMessage.objects.for_tenant(tenant_id).filter(pk=message_id, conversation_id=conversation_id).exists()
+
+
+def agents_for_playground(tenant_id: int) -> list[dict]:
+    """The tenant's agents with the vault category their model needs (openai or google)."""
+    try:
+        from agents.models import Agent
+    except ImportError:  # the agents app's models are not merged yet
+        return []
+    rows = []
+    for agent in Agent.objects.for_tenant(tenant_id).order_by("name"):
+        model = str(getattr(agent, "model", "") or "")
+        rows.append({
+            "id": agent.pk, "name": agent.name, "model": model, "is_active": getattr(agent, "is_active", True),
+            "credential_category": "google" if model.startswith("gemini") else "openai",
+        })
+    return rows

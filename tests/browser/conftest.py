@@ -74,10 +74,22 @@ def point_channel_layer_at(database_name: str) -> None:
     channel_layers.backends = {}
 
 
+# Settings of the served app (applied in the server process only): known webhook secrets, no
+# buffer wait, and a fast relay, so what the browser sees does not wait on wall-clock time.
+SERVER_SETTINGS = {
+    "META_APP_SECRET": "browser-meta-secret",
+    "MESSAGE_BUFFER_SECONDS": 0,
+    "RELAY_SPACING_SECONDS": 0,
+}
+
+
 def _server_process_setup(database_name: str) -> None:
     # In the forked child: forget the parent's connections (never close them: the socket is
     # shared with the parent) and its channel layer, then use the test database everywhere.
     from django.db import connections
+    from django.test.utils import override_settings
+
+    override_settings(**SERVER_SETTINGS).enable()
 
     for conn in connections.all(initialized_only=True):
         conn.connection = None
