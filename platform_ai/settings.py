@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "templates",
     "rag",
     "messaging",
+    "messaging.integrations",
 ]
 
 MIDDLEWARE = [

@@ -17,6 +17,17 @@ from tests.messaging import factories
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+async def _close_consumer_connections():
+    # Consumers query from asgiref's shared executor thread; close its connection after each
+    # test so the test database can be dropped at the end of the session.
+    yield
+    from channels.db import database_sync_to_async
+    from django.db import connections
+
+    await database_sync_to_async(connections.close_all)()
+
+
 def socket(path: str, user=None) -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
     if user is not None:

@@ -1,0 +1,147 @@
+"""HTTP for the connect flows: admin buttons (install link, OAuth callback), the JSON API,
+and the Tienda Nube app webhook. Thin: the work is in tiendanube.py and meta.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.contrib import messages
+from django.core import signing
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from messaging.integrations import meta, tiendanube
+from messaging.integrations.errors import ConnectError
+from tenants.api_base import TenantAPIView
+
+logger = logging.getLogger(__name__)
+
+STATE_SALT = "integrations.tiendanube.state"
+STATE_MAX_AGE = 15 * 60
+
+
+def _error_response(exc: ConnectError) -> Response:
+    return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
+
+
+def _result_page(request, *, title: str, error: str = "", status: int = 200, result: dict | None = None):
+    from django.contrib import admin
+
+    return render(request, "integrations/connect_result.html", {
+        **admin.site.each_context(request), "title": title, "error": error, "result": result or {},
+    }, status=status)
+
+
+# --- Tienda Nube ---------------------------------------------------------------------------
+
+
+def tiendanube_install(request):
+    """Admin button: send the staff user to Tienda Nube's authorization page."""
+    if request.tenant_id is None:
+        return _result_page(request, title="Connect Tienda Nube", status=403,
+                            error="Sign in as a staff user of the shop to connect its Tienda Nube store.")
+    state = signing.dumps({"user": str(request.user.pk)}, salt=STATE_SALT)
+    try:
+        return HttpResponseRedirect(tiendanube.install_url(state=state))
+    except ConnectError as exc:
+        return _result_page(request, title="Connect Tienda Nube", error=str(exc), status=exc.status)
+
+
+def tiendanube_callback(request):
+    """Tienda Nube redirects here with ?code=...; the tenant is the signed-in staff user's."""
+    title = "Connect Tienda Nube"
+    if request.tenant_id is None:
+        return _result_page(request, title=title, status=403,
+                            error="Sign in as a staff user of the shop to connect its Tienda Nube store.")
+    state = request.GET.get("state")
+    if state:  # present when Tienda Nube echoes it; then it must be ours and this user's
+        try:
+            claims = signing.loads(state, salt=STATE_SALT, max_age=STATE_MAX_AGE)
+        except signing.BadSignature:
+            return _result_page(request, title=title, status=400,
+                                error="The install link expired or was not made for you; start the install again.")
+        if claims.get("user") != str(request.user.pk):
+            return _result_page(request, title=title, status=400, error="This install was started by another user.")
+    try:
+        result = tiendanube.connect_store(tenant_id=request.tenant_id, code=request.GET.get("code", ""))
+    except ConnectError as exc:
+        return _result_page(request, title=title, error=str(exc), status=exc.status)
+    messages.success(request, f"Tienda Nube store {result['store_id']} connected.")
+    return _result_page(request, title=title, result=result)
+
+
+class CodeInput(serializers.Serializer):
+    code = serializers.CharField(max_length=500)
+
+
+class TiendaNubeConnectAPI(TenantAPIView):
+    """POST {"code"}: the same exchange as the admin callback, for API clients."""
+
+    def post(self, request):
+        data = CodeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            return Response(tiendanube.connect_store(tenant_id=self.tenant_id, code=data.validated_data["code"]))
+        except ConnectError as exc:
+            return _error_response(exc)
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class TiendaNubeWebhook(View):
+    """App webhooks (app/uninstalled|suspended|resumed) and the privacy webhooks, one endpoint;
+    the privacy ones may also be configured as /webhooks/tiendanube/<topic>/."""
+
+    def post(self, request, topic: str | None = None):
+        raw = request.body
+        try:
+            valid = tiendanube.signature_is_valid(raw, request.headers.get("x-linkedstore-hmac-sha256"))
+        except ConnectError as exc:
+            return JsonResponse({"detail": str(exc), "code": exc.code}, status=exc.status)
+        if not valid:
+            return JsonResponse({"detail": "Missing or invalid x-linkedstore-hmac-sha256 signature.",
+                                 "code": "invalid_signature"}, status=401)
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            return JsonResponse({"detail": f"Body is not valid JSON: {exc}", "code": "invalid_json"}, status=400)
+        if not isinstance(payload, dict):
+            return JsonResponse({"detail": "Body must be a JSON object.", "code": "invalid_payload"}, status=400)
+        return JsonResponse(tiendanube.handle_webhook(payload, topic=topic.strip("/") if topic else None))
+
+
+# --- Meta ----------------------------------------------------------------------------------
+
+
+class MetaConnectInput(serializers.Serializer):
+    code = serializers.CharField(max_length=2000)
+    redirect_uri = serializers.URLField(max_length=2000)
+    page_ids = serializers.ListField(child=serializers.CharField(max_length=64), required=False, allow_empty=True)
+    agent = serializers.IntegerField(required=False, allow_null=True)
+
+
+class MetaConnectAPI(TenantAPIView):
+    """POST {"code", "redirect_uri", "page_ids"?, "agent"?}: the diplomat, end to end."""
+
+    def post(self, request):
+        data = MetaConnectInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            result = meta.connect(tenant_id=self.tenant_id, **data.validated_data)
+        except ConnectError as exc:
+            return _error_response(exc)
+        return Response(result)
+
+
+class IntegrationsStatusAPI(TenantAPIView):
+    """GET: each integration's state, including Meta tokens expiring within 7 days."""
+
+    def get(self, request):
+        from messaging.integrations import status
+
+        return Response(status.integration_status(self.tenant_id))
