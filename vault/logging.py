@@ -34,19 +34,43 @@ def redact(text: str) -> str:
     return text
 
 
+def _scrub(record: logging.LogRecord) -> logging.LogRecord:
+    if not _secrets:
+        return record
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed record is the formatter's problem, not ours
+        return record
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    return record
+
+
+_installed = False
+
+
+def install_record_factory() -> None:
+    """Scrub at record creation, so every handler (files, Sentry, pytest's) sees the clean text."""
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs):
+        return _scrub(previous(*args, **kwargs))
+
+    logging.setLogRecordFactory(factory)
+    _installed = True
+
+
 class RedactSecretsFilter(logging.Filter):
+    """For handlers configured outside Django (the record factory covers the rest)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _secrets:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is the formatter's problem, not ours
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+        _scrub(record)
         return True

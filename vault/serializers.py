@@ -9,7 +9,12 @@ class CredentialSerializer(serializers.ModelSerializer):
 
     value = serializers.CharField(write_only=True, trim_whitespace=True, style={"input_type": "password"})
     masked_value = serializers.CharField(read_only=True)
-    category = serializers.ChoiceField(choices=sorted(CATEGORY_SCHEMAS))
+    category = serializers.ChoiceField(
+        choices=sorted(CATEGORY_SCHEMAS),
+        error_messages={
+            "invalid_choice": f'Unknown credential category "{{input}}". Allowed: {", ".join(sorted(CATEGORY_SCHEMAS))}.'
+        },
+    )
 
     class Meta:
         model = Credential

@@ -247,6 +247,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     fake: "FakeOpenAIServer"
 
+    def handle_error(self, request, client_address):
+        # Clients drop idle keep-alive connections (closed pools, ended event loops): not an error.
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeOpenAIServer:
     """Start with `.start()` (or as a context manager); `.base_url` is the SDK's base_url."""

@@ -121,6 +121,17 @@ class Worker:
         assert self.proc.poll() is None, self.output()
         return self
 
+    def wait_for(self, condition, timeout=30.0):
+        """wait_until, failing at once (with the worker's log) if the worker died."""
+        def check():
+            if self.proc.poll() is not None:
+                raise AssertionError("worker exited:\n" + self.output()[-3000:])
+            return condition()
+        try:
+            return wait_until(check, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- worker log ---\n{self.output()[-3000:]}") from None
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -72,10 +72,11 @@ class ProviderServer:
                         return status, {"error": {"message": f"scripted {status}", "code": status}}
             key = headers.get("Idempotency-Key") or f"nokey-{len(self.requests)}"
             if key in self.delivered:
-                self.replays += 1
+                self.replays += 1  # answered with the first delivery's id, not delivered again
             else:
-                self.delivered[key] = {"path": path, "json": payload, "at": received, "headers": headers}
-            provider_id = f"prov-{len(self.delivered)}"
+                self.delivered[key] = {"path": path, "json": payload, "at": received, "headers": headers,
+                                       "id": f"prov-{len(self.delivered) + 1}"}
+            provider_id = self.delivered[key]["id"]
         if "/messages" in path and "conversations" in path:
             return 200, {"id": provider_id}
         if path.endswith("/me/messages"):

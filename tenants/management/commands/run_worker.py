@@ -67,15 +67,16 @@ class Command(BaseCommand):
         self.stdout.flush()
 
         async def main():
-            recovery = asyncio.create_task(_recover_forever(stalled, max(heartbeat, 0.5)))
-            try:
-                await app.run_worker_async(
-                    queues=queues, concurrency=concurrency, fetch_job_polling_interval=polling_interval,
-                    install_signal_handlers=True, update_heartbeat_interval=heartbeat,
-                    stalled_worker_timeout=stalled,
-                )
-            finally:
-                recovery.cancel()
+            async with app.open_async():
+                recovery = asyncio.create_task(_recover_forever(stalled, max(heartbeat, 0.5)))
+                try:
+                    await app.run_worker_async(
+                        queues=queues, concurrency=concurrency, fetch_job_polling_interval=polling_interval,
+                        install_signal_handlers=True, update_heartbeat_interval=heartbeat,
+                        stalled_worker_timeout=stalled,
+                    )
+                finally:
+                    recovery.cancel()
 
         connector = WorkerConnector(kwargs=procrastinate_django.connector_params("default"))
         with app.replace_connector(connector):
