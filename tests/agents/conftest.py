@@ -7,7 +7,7 @@ import pytest
 from agents.services import agent_create
 from vault.credentials import set_tenant_credential
 
-pytest_plugins = ["tests.fakes.fixtures"]
+from tests.fakes.fixtures import *  # noqa: F401,F403  (openai_server)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,8 @@
-"""Shared pytest fixtures for fakes at the edge. Register in a test package's conftest:
+"""Shared pytest fixtures for fakes at the edge. Import them in a test package's conftest:
 
-    pytest_plugins = ["tests.fakes.fixtures"]
+    from tests.fakes.fixtures import *  # noqa: F401,F403  (openai_server)
+
+(pytest 9 refuses `pytest_plugins` outside the rootdir conftest, so importing is the way.)
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAIServer
+
+__all__ = ["openai_server", "_openai_server_session"]
 
 
 @pytest.fixture(scope="session")
