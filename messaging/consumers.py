@@ -133,3 +133,12 @@ class ConversationConsumer(StaffSocket):
         context = super().context()
         context.conversation_id = self.conversation_id
         return context
+
+    async def live_event(self, event):
+        # Staff see the agent turn's tool calls under its messages: events carry only the turn id.
+        payload = event.get("payload") or {}
+        message = payload.get("message") or {}
+        if payload.get("kind") == "message.created" and message.get("turn_id"):
+            [message] = await database_sync_to_async(actions.add_tool_calls)(self.tenant_id, [dict(message)])
+            event = {**event, "payload": {**payload, "message": message}}
+        await super().live_event(event)

@@ -32,6 +32,10 @@ def conversation_exists(tenant_id: int, conversation_id: int) -> bool:
     return selectors.get_conversation(tenant_id, conversation_id) is not None
 
 
+def add_tool_calls(tenant_id: int, messages: list[dict]) -> list[dict]:
+    return selectors.with_tool_calls(tenant_id, messages)
+
+
 def _text(frame: dict) -> str:
     text = frame.get("text")
     if not isinstance(text, str) or not text.strip():

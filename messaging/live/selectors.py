@@ -74,7 +74,7 @@ def pane_messages(tenant_id: int, conversation_id: int, limit: int = PANE_LIMIT)
         .order_by("-created_at", "-id")[:limit]
     )
     rows.reverse()
-    return [dict(MessageSerializer(m).data) for m in rows]
+    return with_tool_calls(tenant_id, [dict(MessageSerializer(m).data) for m in rows])
 
 
 def message_in_conversation(tenant_id: int, conversation_id: int, message_id: int) -> bool:
@@ -83,15 +83,34 @@ def message_in_conversation(tenant_id: int, conversation_id: int, message_id: in
 
 def agents_for_playground(tenant_id: int) -> list[dict]:
     """The tenant's agents with the vault category their model needs (openai or google)."""
-    try:
-        from agents.models import Agent
-    except ImportError:  # the agents app's models are not merged yet
-        return []
-    rows = []
-    for agent in Agent.objects.for_tenant(tenant_id).order_by("name"):
-        model = str(getattr(agent, "model", "") or "")
-        rows.append({
-            "id": agent.pk, "name": agent.name, "model": model, "is_active": getattr(agent, "is_active", True),
-            "credential_category": "google" if model.startswith("gemini") else "openai",
-        })
-    return rows
+    from agents.models import Agent
+
+    return [
+        {"id": agent.pk, "name": agent.name, "model": agent.model_version, "is_active": agent.is_active,
+         "credential_category": agent.model_provider}
+        for agent in Agent.objects.for_tenant(tenant_id).order_by("name", "id")
+    ]
+
+
+def tool_calls_by_turn(tenant_id: int, turn_ids) -> dict[str, list[dict]]:
+    """The agent turns' tool traces, keyed by the turn id messages carry (a string)."""
+    from agents.models import AgentTurn
+
+    ids = [int(t) for t in {str(t) for t in turn_ids if t} if str(t).isdigit()]
+    if not ids:
+        return {}
+    rows = AgentTurn.objects.for_tenant(tenant_id).filter(pk__in=ids).values_list("pk", "tool_calls")
+    return {str(pk): [_tool_call(call) for call in calls or []] for pk, calls in rows}
+
+
+def _tool_call(call: dict) -> dict:
+    return {"name": call.get("name", "?"), "args": call.get("arguments") or {}, "ok": call.get("ok", True),
+            "result": call.get("error") or ("ok" if call.get("ok", True) else "failed"),
+            "duration_ms": call.get("duration_ms")}
+
+
+def with_tool_calls(tenant_id: int, messages: list[dict]) -> list[dict]:
+    traces = tool_calls_by_turn(tenant_id, [m.get("turn_id") for m in messages])
+    for message in messages:
+        message["tool_calls"] = traces.get(str(message.get("turn_id") or ""), [])
+    return messages

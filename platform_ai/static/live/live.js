@@ -63,7 +63,7 @@
         var details = el("details", "tools");
         details.appendChild(el("summary", null, message.tool_calls.length + " tool call(s)"));
         message.tool_calls.forEach(function (call) {
-          details.appendChild(el("pre", null, call.name + "(" + JSON.stringify(call.args || {}) + ")\n→ " + (call.result || "")));
+          details.appendChild(el("pre", null, call.name + "(" + JSON.stringify(call.args || {}) + ")  " + (call.ok === false ? "✗ " : "✓ ") + (call.result || "") + (call.duration_ms ? " · " + call.duration_ms + " ms" : "")));
         });
         li.appendChild(details);
       }
@@ -72,14 +72,17 @@
         meta.appendChild(el("span", "tick " + message.status, TICKS[message.status] || message.status));
       }
       li.appendChild(meta);
-      if (message.status === "failed") {
-        if (message.error) { li.appendChild(el("span", "error", message.error)); }
-        var retry = el("button", "button retry", "Retry");
-        retry.type = "button";
-        retry.addEventListener("click", function () { send({ type: "retry", message_id: message.id }); });
-        li.appendChild(retry);
-      }
+      if (message.status === "failed") { showFailure(li, message.id, message.error); }
       return li;
+    }
+
+    // A failed message shows the provider's error and a Retry button.
+    function showFailure(node, id, error) {
+      if (error) { node.appendChild(el("span", "error", error)); }
+      var retry = el("button", "button retry", "Retry");
+      retry.type = "button";
+      retry.addEventListener("click", function () { send({ type: "retry", message_id: id }); });
+      node.appendChild(retry);
     }
 
     this.upsert = function (message) {
@@ -92,8 +95,6 @@
     this.status = function (id, status, error) {
       var existing = list.querySelector('li[data-id="' + id + '"]');
       if (!existing) { return; }
-      var message = existing._message || {};
-      message.id = id; message.status = status; message.error = error;
       existing.classList.remove("queued", "sent", "delivered", "read", "failed");
       existing.classList.add(status);
       var tick = existing.querySelector(".tick");
@@ -101,13 +102,7 @@
       var oldError = existing.querySelector(".error"), oldRetry = existing.querySelector(".retry");
       if (oldError) { oldError.remove(); }
       if (oldRetry) { oldRetry.remove(); }
-      if (status === "failed") {
-        if (error) { existing.appendChild(el("span", "error", error)); }
-        var retry = el("button", "button retry", "Retry");
-        retry.type = "button";
-        retry.addEventListener("click", function () { send({ type: "retry", message_id: id }); });
-        existing.appendChild(retry);
-      }
+      if (status === "failed") { showFailure(existing, id, error); }
     };
 
     this.conversation = function (conversation) {
