@@ -41,3 +41,9 @@ class DeliveryMetricsAPI(_MetricsAPI):
     """Failed outbound messages and failed or retried delivery attempts per day."""
 
     figures = staticmethod(metrics.failed_deliveries)
+
+
+class TurnLatencyMetricsAPI(_MetricsAPI):
+    """Average and slowest agent-turn latency per day (ms)."""
+
+    figures = staticmethod(metrics.turn_latency)
