@@ -19,6 +19,11 @@ from vault.schemas import CATEGORY_LABELS
 BUFFER_CHOICES = [0, 2, 5, 16]
 
 
+def playground_contact_id(user, agent_id) -> str:
+    """One playground conversation per staff user and agent."""
+    return f"staff-{user.pk}-agent-{agent_id}"
+
+
 def playground_view(request):
     if request.tenant_id is None:
         return _needs_tenant(request, "The playground")
@@ -28,13 +33,13 @@ def playground_view(request):
     if chosen is not None:
         conversation = services.playground_conversation(
             tenant_id=request.tenant_id, agent_id=chosen["id"],
-            contact_id=f"staff-{request.user.pk}-agent-{chosen['id']}", contact_name=f"{request.user.get_username()} (test)",
+            contact_id=playground_contact_id(request.user, chosen["id"]), contact_name=f"{request.user.get_username()} (test)",
         )
         messages = selectors.pane_messages(request.tenant_id, conversation.pk)
         category = chosen["credential_category"]
         if not check_credentials(request.tenant_id, category):
             missing = f"{CATEGORY_LABELS.get(category, category)} credentials not configured"
     return render(request, "live/playground.html", _context(
-        request, title="Playground", agents=agents, chosen=chosen, conversation=conversation, messages=messages,
+        request, title="Playground", agents=agents, chosen=chosen, conversation=conversation, pane_messages=messages,
         missing_credentials=missing, buffer_choices=BUFFER_CHOICES, buffer_default=0,
     ))

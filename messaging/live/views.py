@@ -16,7 +16,8 @@ from messaging.models import ChannelSource
 
 
 def _context(request, **extra) -> dict:
-    return {**admin.site.each_context(request), **extra}
+    # The admin's model sidebar would squeeze the two columns; these pages link back instead.
+    return {**admin.site.each_context(request), "is_nav_sidebar_enabled": False, **extra}
 
 
 def _needs_tenant(request, title: str):
@@ -36,6 +37,6 @@ def live_view(request, conversation_id: int | None = None):
         title="Live conversations",
         rows=selectors.inbox_rows(request.tenant_id),
         conversation=conversation,
-        messages=selectors.pane_messages(request.tenant_id, conversation.pk) if conversation else [],
+        pane_messages=selectors.pane_messages(request.tenant_id, conversation.pk) if conversation else [],
         channels=dict(ChannelSource.choices),
     ))

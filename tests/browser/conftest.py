@@ -161,3 +161,8 @@ def login(page, username: str, password: str, next_path: str = "/admin/") -> Non
     page.fill("input[name=password]", password)
     page.click("input[type=submit]")
     page.wait_for_load_state()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--screenshots", action="store_true", default=False,
+                     help="write docs/screenshots/*.png (make screenshots)")

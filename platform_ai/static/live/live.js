@@ -109,11 +109,13 @@
       var status = document.getElementById("pane-status");
       if (status) { status.textContent = conversation.status; }
       self.paused = !!conversation.bot_paused_until;
+      var pausedBadge = document.getElementById("pane-paused");
+      if (pausedBadge) { pausedBadge.hidden = !self.paused; }
       var toggle = document.getElementById("bot-toggle");
       if (toggle) { toggle.textContent = self.paused ? "Resume bot" : "Pause bot"; }
       root.dataset.paused = self.paused ? "true" : "false";
       var note = document.getElementById("pane-note");
-      if (note) { note.textContent = conversation.last_error || ""; note.hidden = !conversation.last_error; }
+      if (note && "last_error" in conversation) { note.textContent = conversation.last_error || ""; note.hidden = !conversation.last_error; }
     };
 
     this.showError = function (text) {
