@@ -90,6 +90,13 @@ def _server_process_setup(database_name: str) -> None:
     from django.test.utils import override_settings
 
     override_settings(**SERVER_SETTINGS).enable()
+    # asgiref's shared executor may already own a worker thread in the parent (async tests ran
+    # first); that thread does not exist after fork, so consumers would wait on it forever.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import SyncToAsync
+
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
 
     for conn in connections.all(initialized_only=True):
         conn.connection = None
