@@ -11,6 +11,8 @@ urlpatterns = [
          name="tiendanube-install"),
     path("admin/integrations/tiendanube/callback/", admin.site.admin_view(views.tiendanube_callback),
          name="tiendanube-callback"),
+    path("admin/integrations/meta/", admin.site.admin_view(views.meta_start), name="meta-start"),
+    path("admin/integrations/meta/callback/", admin.site.admin_view(views.meta_callback), name="meta-callback"),
     path("api/v1/integrations/tiendanube/connect", views.TiendaNubeConnectAPI.as_view(), name="tiendanube-connect"),
     path("api/v1/integrations/meta/connect", views.MetaConnectAPI.as_view(), name="meta-connect"),
     path("api/v1/integrations/status", views.IntegrationsStatusAPI.as_view(), name="integrations-status"),

@@ -55,6 +55,22 @@ def _app() -> tuple[str, str]:
     return settings.META_APP_ID, settings.META_APP_SECRET
 
 
+SCOPES = (
+    "pages_show_list", "pages_messaging", "pages_manage_metadata", "instagram_basic", "instagram_manage_messages",
+    "business_management", "whatsapp_business_management", "whatsapp_business_messaging",
+)
+
+
+def dialog_url(*, redirect_uri: str, state: str) -> str:
+    """Meta's login dialog for the admin button (the Graph version of META_GRAPH_VERSION)."""
+    from urllib.parse import urlencode
+
+    app_id, _ = _app()
+    query = urlencode({"client_id": app_id, "redirect_uri": redirect_uri, "state": state,
+                       "scope": ",".join(SCOPES), "response_type": "code"})
+    return f"https://www.facebook.com/{settings.META_GRAPH_VERSION}/dialog/oauth?{query}"
+
+
 def graph(method: str, path: str, *, step: str, params: dict) -> dict:
     """One Graph call; a Graph error becomes GraphError naming the step (tokens never logged)."""
     url = f"{settings.META_GRAPH_BASE}/{path.lstrip('/')}"

@@ -22,19 +22,37 @@ from tenants.api_base import TenantAPIView
 
 logger = logging.getLogger(__name__)
 
-STATE_SALT = "integrations.tiendanube.state"
 STATE_MAX_AGE = 15 * 60
+STAFF_ONLY = "Sign in as a staff user of the shop to connect it."
+
+
+def _state_for(request, provider: str) -> str:
+    return signing.dumps({"user": str(request.user.pk)}, salt=f"integrations.{provider}.state")
+
+
+def _state_problem(request, provider: str, *, required: bool) -> str:
+    """'' when the OAuth `state` is ours and this user's (or absent and not required)."""
+    state = request.GET.get("state")
+    if not state:
+        return "The authorization came back without its state; start again." if required else ""
+    try:
+        claims = signing.loads(state, salt=f"integrations.{provider}.state", max_age=STATE_MAX_AGE)
+    except signing.BadSignature:
+        return "The install link expired or was not made for you; start the install again."
+    return "" if claims.get("user") == str(request.user.pk) else "This connection was started by another user."
 
 
 def _error_response(exc: ConnectError) -> Response:
     return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
 
 
-def _result_page(request, *, title: str, error: str = "", status: int = 200, result: dict | None = None):
+def _result_page(request, *, title: str, error: str = "", status: int = 200, result: dict | None = None,
+                 template: str = "integrations/connect_result.html", restart: str = "tiendanube-install"):
     from django.contrib import admin
 
-    return render(request, "integrations/connect_result.html", {
+    return render(request, template, {
         **admin.site.each_context(request), "title": title, "error": error, "result": result or {},
+        "restart": restart,
     }, status=status)
 
 
@@ -44,11 +62,9 @@ def _result_page(request, *, title: str, error: str = "", status: int = 200, res
 def tiendanube_install(request):
     """Admin button: send the staff user to Tienda Nube's authorization page."""
     if request.tenant_id is None:
-        return _result_page(request, title="Connect Tienda Nube", status=403,
-                            error="Sign in as a staff user of the shop to connect its Tienda Nube store.")
-    state = signing.dumps({"user": str(request.user.pk)}, salt=STATE_SALT)
+        return _result_page(request, title="Connect Tienda Nube", status=403, error=STAFF_ONLY)
     try:
-        return HttpResponseRedirect(tiendanube.install_url(state=state))
+        return HttpResponseRedirect(tiendanube.install_url(state=_state_for(request, "tiendanube")))
     except ConnectError as exc:
         return _result_page(request, title="Connect Tienda Nube", error=str(exc), status=exc.status)
 
@@ -57,17 +73,11 @@ def tiendanube_callback(request):
     """Tienda Nube redirects here with ?code=...; the tenant is the signed-in staff user's."""
     title = "Connect Tienda Nube"
     if request.tenant_id is None:
-        return _result_page(request, title=title, status=403,
-                            error="Sign in as a staff user of the shop to connect its Tienda Nube store.")
-    state = request.GET.get("state")
-    if state:  # present when Tienda Nube echoes it; then it must be ours and this user's
-        try:
-            claims = signing.loads(state, salt=STATE_SALT, max_age=STATE_MAX_AGE)
-        except signing.BadSignature:
-            return _result_page(request, title=title, status=400,
-                                error="The install link expired or was not made for you; start the install again.")
-        if claims.get("user") != str(request.user.pk):
-            return _result_page(request, title=title, status=400, error="This install was started by another user.")
+        return _result_page(request, title=title, status=403, error=STAFF_ONLY)
+    # Checked when Tienda Nube echoes the state; then it must be ours and this user's.
+    problem = _state_problem(request, "tiendanube", required=False)
+    if problem:
+        return _result_page(request, title=title, status=400, error=problem)
     try:
         result = tiendanube.connect_store(tenant_id=request.tenant_id, code=request.GET.get("code", ""))
     except ConnectError as exc:
@@ -116,6 +126,44 @@ class TiendaNubeWebhook(View):
 
 
 # --- Meta ----------------------------------------------------------------------------------
+
+
+def meta_start(request):
+    """Admin button: Meta's login dialog, coming back to meta_callback."""
+    if request.tenant_id is None:
+        return _result_page(request, title="Connect Meta", status=403, error=STAFF_ONLY, restart="meta-start")
+    try:
+        url = meta.dialog_url(redirect_uri=_meta_redirect_uri(), state=_state_for(request, "meta"))
+    except ConnectError as exc:
+        return _result_page(request, title="Connect Meta", error=str(exc), status=exc.status, restart="meta-start")
+    return HttpResponseRedirect(url)
+
+
+def _meta_redirect_uri() -> str:
+    from django.conf import settings
+    from django.urls import reverse
+
+    return settings.PUBLIC_BASE_URL + reverse("meta-callback")
+
+
+def meta_callback(request):
+    """Meta redirects here with ?code=&state=; every page the user granted is connected."""
+    title = "Connect Meta"
+    if request.tenant_id is None:
+        return _result_page(request, title=title, status=403, error=STAFF_ONLY, restart="meta-start")
+    if request.GET.get("error"):
+        return _result_page(request, title=title, status=400, restart="meta-start",
+                            error=f"Meta: {request.GET.get('error_description') or request.GET['error']}")
+    problem = _state_problem(request, "meta", required=True)
+    if problem:
+        return _result_page(request, title=title, status=400, error=problem, restart="meta-start")
+    try:
+        result = meta.connect(tenant_id=request.tenant_id, code=request.GET.get("code", ""),
+                              redirect_uri=_meta_redirect_uri())
+    except ConnectError as exc:
+        return _result_page(request, title=title, error=str(exc), status=exc.status, restart="meta-start")
+    return _result_page(request, title=title, result=result, template="integrations/meta_result.html",
+                        restart="meta-start")
 
 
 class MetaConnectInput(serializers.Serializer):

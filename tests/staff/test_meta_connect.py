@@ -175,3 +175,34 @@ def test_admin_index_shows_the_expiry_banner(client, user_a, tenant_a):
     page = client.get("/admin/").content.decode()
     assert "Meta token USER_TOKEN expires" in page
     assert "/admin/live/" in page and "/admin/dashboard/" in page
+
+
+def test_admin_button_goes_to_metas_dialog_with_a_signed_state(client, user_a):
+    client.force_login(user_a)
+    response = client.get("/admin/integrations/meta/")
+    assert response.status_code == 302
+    location = response["Location"]
+    assert location.startswith("https://www.facebook.com/") and "/dialog/oauth?" in location
+    assert "client_id=1122" in location and "state=" in location and "whatsapp_business_management" in location
+    assert "meta-app-secret" not in location
+
+
+@respx.mock
+def test_admin_callback_connects_every_granted_page(client, user_a, tenant_a):
+    mock_happy_graph(respx)
+    respx.post(f"{GRAPH}/1770002/subscribed_apps").mock(return_value=httpx.Response(200, json={"success": True}))
+    client.force_login(user_a)
+    start = client.get("/admin/integrations/meta/")["Location"]
+    state = dict(part.split("=", 1) for part in start.split("?", 1)[1].split("&"))["state"]
+    response = client.get(f"/admin/integrations/meta/callback/?code=AQD&state={state}")
+    assert response.status_code == 200
+    assert b"Meta connected" in response.content and LONG_TOKEN.encode() not in response.content
+    assert ChannelBinding.objects.for_tenant(tenant_a.pk).filter(channel_source="facebook").count() == 2
+
+
+def test_admin_callback_without_our_state_is_refused(client, user_a):
+    client.force_login(user_a)
+    response = client.get("/admin/integrations/meta/callback/?code=AQD")
+    assert response.status_code == 400 and b"without its state" in response.content
+    response = client.get("/admin/integrations/meta/callback/?error=access_denied&error_description=Permissions+error")
+    assert response.status_code == 400 and b"Permissions error" in response.content
