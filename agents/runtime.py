@@ -165,14 +165,18 @@ def _message_text(message: AIMessage) -> str:
 def _describe_failure(prep: PreparedTurn, exc: Exception) -> str:
     """A short message for staff and logs; never the provider's raw text (it may echo a key)."""
     label = {"openai": "OpenAI", "google": "Google"}[prep.entry.provider]
-    status = getattr(exc, "status_code", None) or getattr(exc, "code", None)
+    cause = exc.__cause__ or exc  # LangChain's Google wrapper chains the SDK's ClientError
+    status = getattr(cause, "status_code", None) or getattr(cause, "code", None)
     if isinstance(exc, GraphRecursionError):
         return f"The agent stopped after {settings.AGENT_MAX_TOOL_ROUNDS} tool rounds without a final answer"
-    if status in (401, 403) or type(exc).__name__ in ("AuthenticationError", "PermissionDeniedError"):
+    # Google answers an invalid key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID.
+    if status in (401, 403) or "API_KEY_INVALID" in str(getattr(cause, "details", "")) or type(cause).__name__ in (
+        "AuthenticationError", "PermissionDeniedError",
+    ):
         return f"{label} rejected the API key for tenant {turns.tenant_slug(prep.agent.tenant_id)}"
-    if status == 429 or type(exc).__name__ == "RateLimitError":
+    if status == 429 or type(cause).__name__ == "RateLimitError":
         return f"{label} rate limit or quota exceeded for tenant {turns.tenant_slug(prep.agent.tenant_id)}"
-    if "Timeout" in type(exc).__name__:
+    if "Timeout" in type(cause).__name__:
         return f"{label} did not answer within {settings.AGENT_MODEL_TIMEOUT_SECONDS:g} s"
     logger.error("Agent %s turn failed: %s", prep.agent.pk, type(exc).__name__, exc_info=exc)
     return f"{label} request failed ({type(exc).__name__})"

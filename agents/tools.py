@@ -247,13 +247,17 @@ def build_send_email(ctx: ToolContext, config: dict):
             validate_email(to)
         except ValidationError:
             return f"'{to}' is not a valid e-mail address; ask the customer to check it."
+        # An explicit alias selects the options-only path: the platform's EMAIL_* settings are
+        # never used as a fallback for a tenant's mail.
         backend = EmailBackend(
-            host=smtp["HOST"], port=int(smtp["PORT"]), username=smtp.get("USER") or None,
-            password=smtp.get("PASSWORD") or None, use_tls=str(smtp.get("USE_TLS", "")).lower() in ("1", "true", "yes"),
-            timeout=timeout, fail_silently=False,
+            alias=f"tenant-{ctx.tenant_id}-smtp", host=smtp["HOST"], port=int(smtp["PORT"]),
+            username=smtp.get("USER") or None, password=smtp.get("PASSWORD") or None,
+            use_tls=str(smtp.get("USE_TLS", "")).lower() in ("1", "true", "yes"), timeout=timeout,
+            fail_silently=False,
         )
+        message = EmailMessage(subject=subject, body=body, from_email=smtp["FROM"], to=[to])
         try:
-            sent = EmailMessage(subject=subject, body=body, from_email=smtp["FROM"], to=[to], connection=backend).send()
+            sent = backend.send_messages([message])
         except Exception as exc:  # smtplib raises OSError subclasses and SMTPException
             logger.warning("send_email failed for tenant %s: %s", ctx.tenant_id, type(exc).__name__)
             return f"The e-mail could not be sent ({type(exc).__name__})."

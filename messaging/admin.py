@@ -12,7 +12,7 @@ from tenants.admin_base import TenantScopedAdmin, TenantScopedInline
 
 @admin.register(ChannelBinding)
 class ChannelBindingAdmin(TenantScopedAdmin):
-    list_display = ("provider", "channel_source", "external_id", "agent_id", "is_active", "created_at")  # TEMP-AGENT
+    list_display = ("provider", "channel_source", "external_id", "agent", "is_active", "created_at")
     list_filter = ("provider", "channel_source", "is_active")
     search_fields = ("external_id",)
     readonly_fields = ("webhook_url",)

@@ -38,7 +38,9 @@ class ChannelBinding(TenantScopedModel):
     external_id = models.CharField(
         max_length=120, help_text="phone_number_id, page id, Instagram account id, Chatwoot account id or YCloud number"
     )
-    agent_id = models.BigIntegerField(null=True, blank=True)  # TEMP-AGENT until agents.Agent lands
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="channel_bindings"
+    )
     # A routing key in per-tenant webhook URLs, not a secret (signatures are the authentication).
     webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token, editable=False)
     is_active = models.BooleanField(default=True)
@@ -71,7 +73,7 @@ class ChatConversation(TenantScopedModel):
     # Chatwoot replies must go back to the same Chatwoot conversation of the same account.
     external_chatwoot_id = models.CharField(max_length=40, blank=True)
     external_account_id = models.CharField(max_length=40, blank=True)
-    agent_id = models.BigIntegerField(null=True, blank=True)  # TEMP-AGENT
+    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.BOT)
     bot_paused_until = models.DateTimeField(null=True, blank=True)
     last_inbound_at = models.DateTimeField(null=True, blank=True)

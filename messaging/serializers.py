@@ -22,7 +22,11 @@ def webhook_url(binding: ChannelBinding) -> str:
 class ChannelBindingSerializer(serializers.ModelSerializer):
     webhook_url = serializers.SerializerMethodField()
 
-    agent = serializers.IntegerField(source="agent_id", allow_null=True, required=False)  # TEMP-AGENT
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from agents.models import Agent
+
+        self.fields["agent"] = TenantPrimaryKeyRelatedField(model=Agent, allow_null=True, required=False)
 
     class Meta:
         model = ChannelBinding
@@ -72,10 +76,10 @@ class ConversationSerializer(serializers.ModelSerializer):
         model = ChatConversation
         fields = [
             "id", "binding", "provider", "channel_source", "contact_external_id", "contact_name",
-            "external_chatwoot_id", "external_account_id", "agent_id", "status", "bot_paused_until",
+            "external_chatwoot_id", "external_account_id", "agent", "status", "bot_paused_until",
             "last_inbound_at", "last_message_at", "last_error", "created_at",
         ]
-        read_only_fields = [f for f in fields if f not in ("status", "agent_id")]
+        read_only_fields = [f for f in fields if f not in ("status", "agent")]
 
 
 class ReplyInput(serializers.Serializer):

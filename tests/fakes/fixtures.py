@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.gemini_server import FakeGeminiServer
 from tests.fakes.openai_server import FakeOpenAIServer
 
-__all__ = ["openai_server", "_openai_server_session"]
+__all__ = ["openai_server", "_openai_server_session", "gemini_server", "_gemini_server_session"]
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,19 @@ def openai_server(_openai_server_session) -> FakeOpenAIServer:
     _openai_server_session.reset()
     yield _openai_server_session
     _openai_server_session.reset()
+
+
+@pytest.fixture(scope="session")
+def _gemini_server_session():
+    server = FakeGeminiServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gemini_server(_gemini_server_session, settings) -> FakeGeminiServer:
+    """A running fake Gemini REST server; settings.GOOGLE_API_BASE points at it for the test."""
+    _gemini_server_session.reset()
+    settings.GOOGLE_API_BASE = _gemini_server_session.base_url
+    yield _gemini_server_session
+    _gemini_server_session.reset()

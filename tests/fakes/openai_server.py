@@ -259,8 +259,10 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAIServer:
     """Start with `.start()` (or as a context manager); `.base_url` is the SDK's base_url."""
 
+    handler_class: type[BaseHTTPRequestHandler] = _Handler
+
     def __init__(self, handler: Callable[[dict], Reply] | None = None, embedding_dimensions: int = 1536):
-        self.handler = handler or default_handler
+        self.handler = handler or type(self).default_reply
         self.embedding_dimensions = embedding_dimensions
         self.requests: list[dict] = []
         self.embedding_requests: list[dict] = []
@@ -273,7 +275,7 @@ class FakeOpenAIServer:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> "FakeOpenAIServer":
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd = _Server(("127.0.0.1", 0), self.handler_class)
         self._httpd.fake = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
         self._thread.start()
@@ -312,7 +314,9 @@ class FakeOpenAIServer:
             self.requests.clear()
             self.embedding_requests.clear()
             self.request_headers.clear()
-        self.handler = default_handler
+        self.handler = type(self).default_reply
+
+    default_reply = staticmethod(default_handler)
 
     @property
     def pending(self) -> int:

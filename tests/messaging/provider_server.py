@@ -60,9 +60,9 @@ class ProviderServer:
     def _handle(self, path, headers, raw):
         received = time.time()
         try:
-            payload = json.loads(raw or b"{}")
-        except ValueError:
-            payload = {}
+            payload = json.loads(raw)
+        except ValueError:  # a sender killed mid-request: nothing was delivered
+            return 400, {"error": {"message": "truncated or invalid JSON body"}}
         with self.lock:
             self.requests.append({"path": path, "headers": headers, "json": payload, "at": received})
             for prefix, statuses in self.scripts.items():

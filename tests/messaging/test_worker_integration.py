@@ -43,6 +43,7 @@ def conversations(tenant_a, settings):
 
 def _worker(tmp_path, provider, name="worker"):
     return Worker(tmp_path / f"{name}.log", META_GRAPH_BASE=provider.url, RELAY_SPACING_SECONDS=SPACING,
+                  MESSAGE_BUFFER_SECONDS=0.5,
                   RELAY_RETRY_BASE_SECONDS=0.05, RELAY_RETRY_MAX_SECONDS=0.2)
 
 
@@ -98,3 +99,25 @@ def test_provider_500_then_200_through_the_worker(tmp_path, provider, conversati
         worker.wait_for(lambda: ChatMessage.dangerously_unscoped.get(pk=message.pk).status == "sent")
     assert len(provider.deliveries()) == 1 and len(provider.requests) == 3
     assert ChatMessage.dangerously_unscoped.get(pk=message.pk).attempts == 3
+
+
+def test_webhook_burst_to_one_reply_through_a_real_worker(tmp_path, provider, conversations, client, settings,
+                                                          agent_a, model_a):
+    """Webhook → durable buffer (0.5 s) → worker → real run_turn (fake model) → relay → provider."""
+    from tests.fakes.openai_server import Reply
+    from tests.messaging.helpers import post_meta, whatsapp_text
+
+    settings.MESSAGE_BUFFER_SECONDS = 0.5
+    binding = conversations[0].binding
+    binding.agent = agent_a
+    binding.save()
+    model_a.push(Reply.text("¡Hola! ||| Sí, tenemos talle 42."))
+    for text in ("hola", "tienen talle 42?"):
+        assert post_meta(client, whatsapp_text(binding.external_id, "5491199999999", text)).status_code == 200
+    with _worker(tmp_path, provider) as worker:
+        worker.wait_for(lambda: len(provider.deliveries()) == 2)
+    assert provider.texts() == ["¡Hola!", "Sí, tenemos talle 42."]
+    assert {d["json"]["to"] for d in provider.deliveries()} == {"5491199999999"}
+    assert len(model_a.requests) == 1 and model_a.messages()[-1]["content"] == "hola\ntienen talle 42?"
+    deliveries = provider.deliveries()
+    assert deliveries[1]["at"] - deliveries[0]["at"] >= SPACING - 0.005
