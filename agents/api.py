@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
@@ -13,7 +14,16 @@ from agents import metrics
 from agents.models import Agent
 from agents.runtime import run_turn
 from agents.selectors import resolve_tools
-from agents.serializers import AgentSerializer, MetricsQuerySerializer, TestTurnSerializer
+from agents.serializers import (
+    AgentSerializer,
+    AssistancePointSerializer,
+    MetricsQuerySerializer,
+    TestTurnOutSerializer,
+    TestTurnSerializer,
+    ToolOutSerializer,
+    UsagePointSerializer,
+    metrics_response,
+)
 from agents.services import AgentConfigError, agent_create, agent_update
 from tenants.api_base import TenantAPIView, TenantScopedViewSet, not_found
 from vault.credentials import CredentialNotConfigured
@@ -47,6 +57,7 @@ class AgentViewSet(TenantScopedViewSet):
         with service_errors():
             serializer.instance = agent_update(agent=serializer.instance, **serializer.validated_data)
 
+    @extend_schema(request=TestTurnSerializer, responses=TestTurnOutSerializer)
     @action(detail=True, methods=["post"], serializer_class=TestTurnSerializer)
     def test(self, request, pk=None):
         """One dry turn (no conversation): {"text": "..."} -> {"parts", "tool_calls", "usage"}."""
@@ -68,6 +79,7 @@ class AgentViewSet(TenantScopedViewSet):
 class ToolListView(TenantAPIView):
     """The tools this tenant's agents may enable: registered, global rows and the tenant's own."""
 
+    @extend_schema(responses=ToolOutSerializer(many=True))
     def get(self, request):
         tools = resolve_tools(self.tenant_id)
         return Response([
@@ -92,12 +104,14 @@ class _MetricsView(TenantAPIView):
         return Response({"date_from": date_from, "date_to": date_to, "agent": agent_id, "results": rows})
 
 
+@extend_schema(parameters=[MetricsQuerySerializer], responses=metrics_response(AssistancePointSerializer))
 class AssistanceMetricsView(_MetricsView):
     """Assistance reports per day and type: count and average score."""
 
     series = staticmethod(metrics.assistance_series)
 
 
+@extend_schema(parameters=[MetricsQuerySerializer], responses=metrics_response(UsagePointSerializer))
 class UsageMetricsView(_MetricsView):
     """Tokens, cost and turns per day and agent."""
 

@@ -21,11 +21,15 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class ToolTraceMiddleware(AgentMiddleware):
-    """Appends {name, arguments, duration_ms, ok, error} to `trace` for every tool call."""
+    """Appends {name, arguments, duration_ms, ok, error} to the running turn's trace.
 
-    def __init__(self, *, trace: list[dict], timeouts: dict[str, float], log_context: dict):
+    One instance may serve many turns (cached graphs): the trace list comes from the turn
+    binding (agents.graphs.bind_turn).
+    """
+
+    def __init__(self, *, timeouts: dict[str, float], log_context: dict):
         super().__init__()
-        self.trace, self.timeouts, self.log_context = trace, timeouts, log_context
+        self.timeouts, self.log_context = timeouts, log_context
 
     def wrap_tool_call(self, request, handler):
         name, started = request.tool_call["name"], time.perf_counter()
@@ -53,7 +57,7 @@ class ToolTraceMiddleware(AgentMiddleware):
 
     def _timed_out(self, request, timeout: float) -> ToolMessage:
         name = request.tool_call["name"]
-        logger.warning("Tool %s timed out after %ss (%s)", name, timeout, self.log_context)
+        logger.warning("Tool %s timed out after %ss (agent %s)", name, timeout, self.log_context.get("agent_id"))
         return ToolMessage(
             content=f"The tool {name} timed out after {timeout:g} s. Tell the customer you could not check right now.",
             tool_call_id=request.tool_call["id"], name=name, status="error",
@@ -61,15 +65,17 @@ class ToolTraceMiddleware(AgentMiddleware):
 
     def _failed(self, request, exc: Exception) -> ToolMessage:
         name = request.tool_call["name"]
-        logger.exception("Tool %s failed (%s)", name, self.log_context)
+        logger.exception("Tool %s failed (agent %s)", name, self.log_context.get("agent_id"))
         return ToolMessage(
             content=f"The tool {name} failed ({type(exc).__name__}). Tell the customer you could not check right now.",
             tool_call_id=request.tool_call["id"], name=name, status="error",
         )
 
     def _record(self, request, result, started: float):
+        from agents.graphs import current_binding
+
         ok = not (isinstance(result, ToolMessage) and result.status == "error")
-        self.trace.append({
+        current_binding().trace.append({
             "name": request.tool_call["name"],
             "arguments": request.tool_call.get("args", {}),
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),

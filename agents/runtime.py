@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.errors import GraphRecursionError
 
 from agents import turns
-from agents.catalog import CatalogModel, get_model
-from agents.middleware import ToolTraceMiddleware
+from agents.catalog import CatalogModel, UnknownModel, get_model
+from agents.graphs import agent_graph, bind_turn
 from agents.models import Agent
-from agents.providers import build_chat_model
+from agents.providers import chat_model_from_spec, model_spec
 from agents.registry import ToolContext
 from agents.selectors import ResolvedTool, agent_for_tenant, resolve_tools
 from agents.text import split_reply, synonym_instructions
@@ -58,6 +57,7 @@ class PreparedTurn:
     ctx: ToolContext
     graph: object
     messages: list
+    tools: list
     trace: list[dict]
 
 
@@ -105,13 +105,12 @@ def _prepare(*, tenant_id, agent_id, history, user_text, conversation_id, starte
     if not agent.is_active:
         return turns.record_failure(agent=agent, conversation_id=conversation_id, error=f"Agent {agent.pk} is inactive",
                                     started=started)
-    entry = get_model(agent.model_version)
     try:
-        model = build_chat_model(tenant_id=tenant_id, model_version=agent.model_version,
-                                 temperature=agent.temperature, event_loop=event_loop)
-    except CredentialNotConfigured as exc:
-        return turns.record_failure(agent=agent, conversation_id=conversation_id, error=exc.public_message,
-                                    started=started)
+        entry = get_model(agent.model_version)
+        spec = model_spec(tenant_id=tenant_id, model_version=agent.model_version, temperature=agent.temperature)
+    except (CredentialNotConfigured, UnknownModel) as exc:
+        error = exc.public_message if isinstance(exc, CredentialNotConfigured) else str(exc)
+        return turns.record_failure(agent=agent, conversation_id=conversation_id, error=error, started=started)
     ctx = ToolContext(
         tenant_id=tenant_id, agent_id=agent.pk, conversation_id=conversation_id,
         synonyms=dict(agent.synonyms or {}), agent_settings={"shadow_rag_enabled": agent.shadow_rag_enabled},
@@ -121,15 +120,29 @@ def _prepare(*, tenant_id, agent_id, history, user_text, conversation_id, starte
     missing = [n for n in agent.enabled_tools if n not in {s.name for s in specs}]
     if missing:
         logger.warning("Agent %s enables unregistered tools %s (tenant %s)", agent.pk, missing, tenant_id)
-    tools = [build_tool(spec, ctx) for spec in specs]
-    trace: list[dict] = []
-    middleware = ToolTraceMiddleware(
-        trace=trace, timeouts={s.name: s.timeout for s in specs},
-        log_context={"tenant_id": tenant_id, "agent_id": agent.pk, "conversation_id": conversation_id},
+    tools = _build_tools(specs, ctx)
+    graph = agent_graph(
+        agent_id=agent.pk, model_fingerprint=spec.fingerprint,
+        build_model=lambda: chat_model_from_spec(spec, event_loop),
+        system_prompt=compose_system_prompt(agent, [s for s in specs if s.name in {t.name for t in tools}]),
+        tools=tools,
+        timeouts={s.name: s.timeout for s in specs}, event_loop=event_loop,
+        log_context={"tenant_id": tenant_id, "agent_id": agent.pk},
     )
-    graph = create_agent(model, tools, system_prompt=compose_system_prompt(agent, specs), middleware=[middleware])
     messages = [*window_history(history), HumanMessage(content=user_text)]
-    return PreparedTurn(agent=agent, entry=entry, ctx=ctx, graph=graph, messages=messages, trace=trace)
+    return PreparedTurn(agent=agent, entry=entry, ctx=ctx, graph=graph, messages=messages, tools=tools, trace=[])
+
+
+def _build_tools(specs: list[ResolvedTool], ctx: ToolContext) -> list:
+    """The turn's tools; a factory that fails is left out (logged) so the agent still answers."""
+    tools = []
+    for tool_spec in specs:
+        try:
+            tools.append(build_tool(tool_spec, ctx))
+        except Exception:
+            logger.exception("Tool %s could not be built for agent %s (tenant %s); left out of this turn",
+                             tool_spec.name, ctx.agent_id, ctx.tenant_id)
+    return tools
 
 
 def _invoke_config() -> dict:
@@ -191,7 +204,8 @@ def run_turn(*, tenant_id: int, agent_id: int, history: list[dict], user_text: s
         if isinstance(prep, TurnResult):
             return prep
         try:
-            state = prep.graph.invoke({"messages": prep.messages}, config=_invoke_config())
+            with bind_turn(prep.tools, prep.trace):
+                state = prep.graph.invoke({"messages": prep.messages}, config=_invoke_config())
         except Exception as exc:
             return _finish(prep, exc=exc, started=started)
         return _finish(prep, state=state, started=started)
@@ -207,7 +221,8 @@ async def arun_turn(*, tenant_id: int, agent_id: int, history: list[dict], user_
         if isinstance(prep, TurnResult):
             return prep
         try:
-            state = await prep.graph.ainvoke({"messages": prep.messages}, config=_invoke_config())
+            with bind_turn(prep.tools, prep.trace):
+                state = await prep.graph.ainvoke({"messages": prep.messages}, config=_invoke_config())
         except Exception as exc:
             return await sync_to_async(_finish)(prep, exc=exc, started=started)
         return await sync_to_async(_finish)(prep, state=state, started=started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from agents.models import Agent
@@ -43,3 +44,49 @@ class MetricsQuerySerializer(serializers.Serializer):
         if attrs.get("date_from") and attrs.get("date_to") and attrs["date_from"] > attrs["date_to"]:
             raise serializers.ValidationError({"date_from": "date_from is after date_to."})
         return attrs
+
+
+class ToolOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField()
+    type = serializers.CharField()
+    description = serializers.CharField()
+    prompt_injection = serializers.CharField()
+    config = serializers.DictField()
+    scope = serializers.ChoiceField(choices=["global", "tenant", "registry"])
+    available = serializers.BooleanField()
+
+
+class TestTurnOutSerializer(serializers.Serializer):
+    parts = serializers.ListField(child=serializers.CharField())
+    tool_calls = serializers.ListField(child=serializers.DictField())
+    usage = serializers.DictField()
+    turn_id = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField()
+
+
+class AssistancePointSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    type = serializers.CharField()
+    count = serializers.IntegerField()
+    average_score = serializers.FloatField()
+
+
+class UsagePointSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    agent_id = serializers.IntegerField(allow_null=True)
+    agent_name = serializers.CharField(allow_null=True)
+    turns = serializers.IntegerField()
+    failed_turns = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cost = serializers.FloatField()
+
+
+def metrics_response(point_serializer):
+    """The documented shape of a metrics answer: the window, the agent filter, the series."""
+    return inline_serializer(
+        name=point_serializer.__name__.replace("PointSerializer", "MetricsResponse"),
+        fields={"date_from": serializers.DateField(), "date_to": serializers.DateField(),
+                "agent": serializers.IntegerField(allow_null=True), "results": point_serializer(many=True)},
+    )

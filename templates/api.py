@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -24,12 +25,25 @@ class InstantiateSerializer(serializers.Serializer):
     shadow_rag_enabled = serializers.BooleanField(required=False)
 
 
+class TemplateSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    role = serializers.CharField()
+    temperature = serializers.FloatField()
+    tools = serializers.ListField(child=serializers.CharField())
+    default_prompt = serializers.CharField()
+    description = serializers.CharField()
+    default_model_version = serializers.CharField()
+
+
 class TemplateListView(TenantAPIView):
+    @extend_schema(responses=TemplateSerializer(many=True))
     def get(self, request):
         return Response([t.describe() for t in TEMPLATES.values()])
 
 
 class TemplateInstantiateView(TenantAPIView):
+    @extend_schema(request=InstantiateSerializer, responses={201: AgentSerializer})
     def post(self, request, key: str):
         body = InstantiateSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -12,8 +12,15 @@ from tests.fakes.fixtures import *  # noqa: F401,F403  (openai_server)
 
 @pytest.fixture(autouse=True)
 def _fast_model_settings(settings):
+    from agents.graphs import clear_graph_cache
+
+    # Staff fixtures hash passwords; PBKDF2 costs ~1 s per user on a loaded 2-core machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.AGENT_MODEL_MAX_RETRIES = 0
     settings.AGENT_MODEL_TIMEOUT_SECONDS = 5
+    clear_graph_cache()
+    yield
+    clear_graph_cache()
 
 
 @pytest.fixture

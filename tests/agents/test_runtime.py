@@ -191,3 +191,73 @@ def test_streaming_model_path(openai_key, make_agent, settings):
         providers._openai = original
     assert openai_key.last_request.get("stream") is True
     assert result.parts == ["Hola.", "Chau."] and result.usage["output_tokens"] > 0
+
+
+def test_cached_graph_binds_each_turns_own_context(openai_key, make_agent, temporary_tool, monkeypatch):
+    from agents import graphs
+
+    builds = []
+    real_create_agent = graphs.create_agent
+    monkeypatch.setattr(graphs, "create_agent", lambda *a, **kw: builds.append(1) or real_create_agent(*a, **kw))
+
+    def factory(ctx, config):
+        def whoami(query: str) -> str:
+            return f"conversation {ctx.conversation_id}"
+
+        return StructuredTool.from_function(func=whoami, name="whoami", description="Who am I.")
+
+    temporary_tool("whoami", factory)
+    agent = make_agent(enabled_tools=["whoami"])
+    for conversation_id in (101, 202, 303):
+        openai_key.push(Reply.tool_call("whoami", {"query": "?"}), Reply.text("ok"))
+        result = turn(agent, conversation_id=conversation_id)
+        assert result.tool_calls[0]["ok"], result.tool_calls
+        assert openai_key.messages()[-1]["content"] == f"conversation {conversation_id}"
+    assert len(builds) == 1
+    agent.system_prompt = "Otro tono."
+    agent.save()
+    turn(agent)
+    assert len(builds) == 2  # a changed configuration builds a new graph
+
+
+def test_concurrent_async_turns_keep_their_own_tools(openai_key, make_agent, temporary_tool):
+    """Two turns of one agent in flight at once share the cached graph, never each other's context."""
+
+    def factory(ctx, config):
+        async def whoami(query: str) -> str:
+            await asyncio.sleep(0.05)  # both turns are inside their tool call at the same time
+            return f"conversation {ctx.conversation_id}"
+
+        return StructuredTool.from_function(coroutine=whoami, name="whoami", description="Who am I.")
+
+    temporary_tool("whoami", factory)
+    agent = make_agent(enabled_tools=["whoami"])
+    openai_key.handler = lambda body: (
+        Reply.text(body["messages"][-1]["content"]) if body["messages"][-1]["role"] == "tool"
+        else Reply.tool_call("whoami", {"query": "?"})
+    )
+
+    async def both():
+        return await asyncio.gather(*(
+            arun_turn(tenant_id=agent.tenant_id, agent_id=agent.pk, history=[], user_text="hola", conversation_id=c)
+            for c in (11, 22)
+        ))
+
+    first, second = async_to_sync(both)()
+    assert first.parts == ["conversation 11"] and second.parts == ["conversation 22"]
+    assert len(first.tool_calls) == len(second.tool_calls) == 1
+
+
+def test_broken_tool_factory_is_left_out_and_bad_model_fails_cleanly(openai_key, make_agent, temporary_tool):
+    def broken(ctx, config):
+        raise RuntimeError("bug in a tool factory")
+
+    temporary_tool("broken_tool", broken)
+    agent = make_agent(enabled_tools=["broken_tool", "handoff_to_human"])
+    result = turn(agent)
+    assert result.error is None and result.parts
+    assert openai_key.tool_names() == ["handoff_to_human"]
+    assert "Use broken_tool" not in openai_key.system_prompt()
+    type(agent).objects.for_tenant(agent.tenant_id).filter(pk=agent.pk).update(model_version="gpt-3")
+    failed = turn(agent)
+    assert failed.error.startswith("Unknown model_version 'gpt-3'") and failed.turn_id
