@@ -13,12 +13,15 @@ from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from messaging.integrations import meta, tiendanube
 from messaging.integrations.errors import ConnectError
-from tenants.api_base import TenantAPIView
+from agents.models import Agent
+from tenants.api_base import TenantAPIView, TenantPrimaryKeyRelatedField
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class CodeInput(serializers.Serializer):
 class TiendaNubeConnectAPI(TenantAPIView):
     """POST {"code"}: the same exchange as the admin callback, for API clients."""
 
+    @extend_schema(request=CodeInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):
         data = CodeInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -170,17 +174,21 @@ class MetaConnectInput(serializers.Serializer):
     code = serializers.CharField(max_length=2000)
     redirect_uri = serializers.URLField(max_length=2000)
     page_ids = serializers.ListField(child=serializers.CharField(max_length=64), required=False, allow_empty=True)
-    agent = serializers.IntegerField(required=False, allow_null=True)
+    # The tenant's own agents only: another tenant's id is rejected as "does not exist".
+    agent = TenantPrimaryKeyRelatedField(model=Agent, required=False, allow_null=True)
 
 
 class MetaConnectAPI(TenantAPIView):
     """POST {"code", "redirect_uri", "page_ids"?, "agent"?}: the diplomat, end to end."""
 
+    @extend_schema(request=MetaConnectInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):
         data = MetaConnectInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            result = meta.connect(tenant_id=self.tenant_id, **data.validated_data)
+            values = dict(data.validated_data)
+            values["agent"] = values["agent"].pk if values.get("agent") else None
+            result = meta.connect(tenant_id=self.tenant_id, **values)
         except ConnectError as exc:
             return _error_response(exc)
         return Response(result)
@@ -189,6 +197,7 @@ class MetaConnectAPI(TenantAPIView):
 class IntegrationsStatusAPI(TenantAPIView):
     """GET: each integration's state, including Meta tokens expiring within 7 days."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         from messaging.integrations import status
 

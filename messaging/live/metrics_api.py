@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -16,6 +18,7 @@ class DaysInput(serializers.Serializer):
 class _MetricsAPI(TenantAPIView):
     figures = None  # a function of metrics: (tenant_ids, days) -> {series: [values per day]}
 
+    @extend_schema(parameters=[DaysInput], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         params = DaysInput(data=request.query_params)
         params.is_valid(raise_exception=True)

@@ -72,9 +72,13 @@ def mock_happy_graph(router, *, granular=True):
 
 @respx.mock
 def test_connect_stores_tokens_subscribes_the_page_and_binds_channels(api_a, tenant_a):
+    from tests.agents.factories import agent
+
+    ours = agent(tenant_a)
     subscribe = mock_happy_graph(respx)
     response = api_a.post("/api/v1/integrations/meta/connect", {
         "code": "AQD-code", "redirect_uri": "https://platform.example/admin/integrations/meta/", "page_ids": ["1770001"],
+        "agent": ours.pk,
     }, format="json")
     assert response.status_code == 200, response.json()
     body = response.json()
@@ -90,6 +94,7 @@ def test_connect_stores_tokens_subscribes_the_page_and_binds_channels(api_a, ten
     bindings = set(ChannelBinding.objects.for_tenant(tenant_a.pk).values_list("provider", "channel_source", "external_id"))
     assert bindings == {("meta_direct", "facebook", "1770001"), ("meta_direct", "instagram", "17841400000000001"),
                         ("meta_direct", "whatsapp", "106540352242922")}
+    assert set(ChannelBinding.objects.for_tenant(tenant_a.pk).values_list("agent_id", flat=True)) == {ours.pk}
     exchange = [c.request.url.params for c in respx.calls if c.request.url.path.endswith("oauth/access_token")]
     assert exchange[0]["client_id"] == "1122" and exchange[0]["client_secret"] == "meta-app-secret"
 
@@ -206,3 +211,14 @@ def test_admin_callback_without_our_state_is_refused(client, user_a):
     assert response.status_code == 400 and b"without its state" in response.content
     response = client.get("/admin/integrations/meta/callback/?error=access_denied&error_description=Permissions+error")
     assert response.status_code == 400 and b"Permissions error" in response.content
+
+
+@respx.mock
+def test_another_tenants_agent_cannot_be_bound(api_a, tenant_b):
+    from tests.agents.factories import agent
+
+    theirs = agent(tenant_b)
+    response = api_a.post("/api/v1/integrations/meta/connect", {
+        "code": "c", "redirect_uri": "https://platform.example/cb", "agent": theirs.pk}, format="json")
+    assert response.status_code == 400 and "agent" in response.json()["detail"]
+    assert not respx.calls  # refused before Meta was called
