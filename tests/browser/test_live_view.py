@@ -31,8 +31,8 @@ def shop():
     return tenant, staff, conversation
 
 
-def post_webhook(server_url: str, text: str) -> None:
-    body = whatsapp_text(phone_number_id=PHONE_NUMBER_ID, wa_id=CUSTOMER, name="Lucía", text=text)
+def post_webhook(server_url: str, text: str, *, wa_id: str = CUSTOMER, name: str = "Lucía") -> None:
+    body = whatsapp_text(phone_number_id=PHONE_NUMBER_ID, wa_id=wa_id, name=name, text=text)
     raw, headers = signed_meta_request(body, SERVER_SETTINGS["META_APP_SECRET"])
     response = httpx.post(f"{server_url}/webhooks/meta/", content=raw, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
@@ -53,6 +53,12 @@ def test_webhook_message_appears_live_and_a_staff_reply_pauses_the_bot(page, liv
     incoming = page.locator("#messages li.in", has_text="zapatillas de punta talle 37")
     expect(incoming).to_be_visible()  # no reload: the page never navigated
     expect(page.locator(f'#inbox-list li[data-id="{conversation.pk}"] .preview')).to_contain_text("talle 37")
+
+    post_webhook(live_asgi_server.url, "Hola, ¿hacen envíos a Rosario?", wa_id="5493415550009", name="Valentina")
+    newcomer = page.locator("#inbox-list li").first
+    expect(newcomer.locator(".name")).to_have_text("Valentina")  # a new conversation, on top
+    expect(newcomer.locator(".unread")).to_have_text("1")
+    expect(page.locator("#messages li", has_text="Rosario")).to_have_count(0)  # not in Lucía's pane
 
     page.fill("#reply-text", "Hola Lucía, soy Marta de la tienda: sí, tenemos.")
     page.click("#reply-send")
