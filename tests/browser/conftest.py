@@ -151,7 +151,12 @@ def browser_context(browser, live_asgi_server, transactional_db, monkeypatch):
     # would then refuse the test's own ORM calls. The ORM use here is plain synchronous code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     context = browser.new_context(viewport=DESKTOP_VIEWPORT, base_url=live_asgi_server.url)
-    context.set_default_timeout(10_000)
+    # Upper bounds only (nothing waits for them when things work); generous because CI and this
+    # machine share their cores with other work.
+    context.set_default_timeout(20_000)
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     yield context
     context.close()
 

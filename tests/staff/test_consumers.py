@@ -44,13 +44,13 @@ async def open_socket(path: str, user) -> WebsocketCommunicator:
 
 async def frame(communicator, data) -> dict:
     await communicator.send_to(text_data=json.dumps(data) if not isinstance(data, str) else data)
-    return json.loads(await communicator.receive_from(timeout=5))
+    return json.loads(await communicator.receive_from(timeout=15))
 
 
 async def assert_closed_with(communicator, code: int):
     connected, _ = await communicator.connect()
     assert connected  # accepted so the browser can read the code...
-    output = await communicator.receive_output(timeout=5)
+    output = await communicator.receive_output(timeout=15)
     assert output == {"type": "websocket.close", "code": code}  # ...and nothing was sent before
     assert await communicator.receive_nothing()
 
@@ -96,7 +96,7 @@ async def test_live_events_reach_the_tenants_inbox_and_pane_only(user_a, user_b,
 
     await sync_to_async(events.publish)(tenant_a.pk, conversation.pk, events.TURN_TYPING, on=True)
     for communicator in (inbox_a, pane):
-        event = json.loads(await communicator.receive_from(timeout=5))
+        event = json.loads(await communicator.receive_from(timeout=15))
         assert event == {"type": "event", "kind": "turn.typing", "tenant_id": tenant_a.pk,
                          "conversation_id": conversation.pk, "on": True}
     assert await inbox_b.receive_nothing()
@@ -128,7 +128,7 @@ async def test_reply_pauses_the_bot_and_publishes_the_message(user_a, tenant_a):
     conversation = await sync_to_async(factories.conversation)(tenant_a)
     pane = await open_socket(f"/ws/conversations/{conversation.pk}/", user_a)
     await pane.send_to(text_data=json.dumps({"type": "reply", "text": "Soy Marta, te ayudo yo", "request": "r1"}))
-    frames = [json.loads(await pane.receive_from(timeout=5)) for _ in range(3)]
+    frames = [json.loads(await pane.receive_from(timeout=15)) for _ in range(3)]
     kinds = {f.get("kind") or f["type"] for f in frames}
     assert kinds == {"ack", "message.created", "conversation.updated"}
     ack = next(f for f in frames if f["type"] == "ack")
@@ -163,7 +163,7 @@ async def test_retry_only_for_messages_of_this_conversation(user_a, tenant_a, te
     assert error["code"] == "not_found" and "not found or access denied" in error["detail"]
     frames = []
     await pane.send_to(text_data=json.dumps({"type": "retry", "message_id": mine.pk}))
-    frames = [json.loads(await pane.receive_from(timeout=5)) for _ in range(2)]
+    frames = [json.loads(await pane.receive_from(timeout=15)) for _ in range(2)]
     ack = next(f for f in frames if f["type"] == "ack")
     assert ack["status"] == "queued"
     await pane.disconnect()
