@@ -16,14 +16,10 @@ import environ
 env = environ.Env()
 
 
-def main() -> int:
-    host, port = env("HOST", default="127.0.0.1"), env("PORT", default="8000")
-    python = sys.executable
-    children = [
-        subprocess.Popen([python, "manage.py", "run_worker"]),
-        subprocess.Popen([python, "-m", "daphne", "-b", host, "-p", str(port), "platform_ai.asgi:application"]),
-    ]
-    print(f"\n  Platform AI on http://{host}:{port}/admin/  (API docs: /api/docs/)  Ctrl-C stops.\n", flush=True)
+def supervise(commands: list[list[str]], banner: str) -> int:
+    """Start every command; when one exits (or on Ctrl-C / SIGTERM) stop the others."""
+    children = [subprocess.Popen(command) for command in commands]
+    print(banner, flush=True)
 
     def stop(*_):
         for child in children:
@@ -43,6 +39,18 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             child.kill()
     return max((child.returncode or 0) for child in children)
+
+
+def main() -> int:
+    host, port = env("HOST", default="127.0.0.1"), env("PORT", default="8000")
+    python = sys.executable
+    return supervise(
+        [
+            [python, "manage.py", "run_worker"],
+            [python, "-m", "daphne", "-b", host, "-p", str(port), "platform_ai.asgi:application"],
+        ],
+        f"\n  Platform AI on http://{host}:{port}/admin/  (API docs: /api/docs/)  Ctrl-C stops.\n",
+    )
 
 
 if __name__ == "__main__":

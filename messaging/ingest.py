@@ -1,0 +1,218 @@
+"""Storing what webhooks bring: inbound messages, status updates, human replies from inboxes.
+
+Each function runs in the binding's tenant scope and one transaction: the conversation row is
+locked first (so the buffer job decides after us), the message is inserted once (unique provider
+id), and a buffer job is made to wait. Live events go out after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from messaging import buffer, events
+from messaging.models import (
+    ChannelBinding,
+    ChatConversation,
+    ChatMessage,
+    Direction,
+    MessageStatus,
+    Role,
+    WebhookEvent,
+)
+from messaging.webhooks.normalized import HumanReply, InboundMessage, ReadUpTo, StatusUpdate
+from tenants.scoping import tenant_scope
+
+logger = logging.getLogger(__name__)
+
+# Where a status may move from (a late "sent" never undoes "read"; "failed" is final).
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+def insert_once(model, **fields):
+    """Insert unless a row with the same unique key exists; None for a duplicate."""
+    try:
+        with transaction.atomic():
+            return model.objects.create(**fields)
+    except IntegrityError:
+        return None
+
+
+def seen_event(*, tenant_id: int, provider: str, event_id: str) -> bool:
+    """Record a provider delivery id; True when it was already processed (a replay)."""
+    if not event_id:
+        return False
+    with tenant_scope(tenant_id):
+        if WebhookEvent.objects.filter(provider=provider, event_id=event_id).exists():
+            return True
+        return insert_once(WebhookEvent, tenant_id=tenant_id, provider=provider, event_id=event_id[:200]) is None
+
+
+def upsert_conversation(*, binding: ChannelBinding, channel_source: str, contact_id: str, contact_name: str = "",
+                        chatwoot_id: str = "", account_id: str = "") -> ChatConversation:
+    """The contact's conversation on this provider and channel, locked for this transaction."""
+    key = dict(provider=binding.provider, channel_source=channel_source, contact_external_id=contact_id)
+    conversation = ChatConversation.objects.select_for_update().filter(**key).first()
+    if conversation is None:
+        conversation = insert_once(
+            ChatConversation, tenant_id=binding.tenant_id, binding=binding, agent_id=binding.agent_id,
+            contact_name=contact_name, **key,
+        ) or ChatConversation.objects.select_for_update().get(**key)
+    changed = []
+    for field, value in (("contact_name", contact_name), ("external_chatwoot_id", chatwoot_id),
+                         ("external_account_id", account_id)):
+        if value and getattr(conversation, field) != value:
+            setattr(conversation, field, value)
+            changed.append(field)
+    if conversation.binding_id != binding.pk:
+        conversation.binding = binding
+        changed.append("binding")
+    if changed:
+        conversation.save(update_fields=[*changed, "updated_at"])
+    return conversation
+
+
+def record_inbound(*, binding: ChannelBinding, event: InboundMessage, now=None, buffer_seconds=None):
+    """Store one inbound message (None if it is a duplicate) and arm the buffer for it."""
+    now = now or timezone.now()
+    with tenant_scope(binding.tenant_id), transaction.atomic():
+        if ChatMessage.objects.filter(provider=binding.provider, provider_message_id=event.provider_message_id).exists():
+            return None
+        conversation = upsert_conversation(
+            binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,
+            contact_name=event.contact_name, chatwoot_id=event.external_chatwoot_id,
+            account_id=event.external_account_id,
+        )
+        message = store_inbound(conversation=conversation, provider=binding.provider, event=event, now=now,
+                                buffer_seconds=buffer_seconds)
+    return message
+
+
+def store_inbound(*, conversation: ChatConversation, provider: str, event: InboundMessage, now,
+                  buffer_seconds=None):
+    """Insert the message into a locked conversation and arm the buffer (None for a duplicate)."""
+    customer = event.triggers_turn
+    message = insert_once(
+        ChatMessage, tenant_id=conversation.tenant_id, conversation=conversation, direction=Direction.IN,
+        role=Role.CUSTOMER if customer else Role.SYSTEM, text=event.text, attachments=event.attachments,
+        provider=provider, provider_message_id=event.provider_message_id[:200],
+        status=MessageStatus.RECEIVED, answered_at=None if customer else now,
+    )
+    if message is None:
+        return None
+    conversation.last_inbound_at = now
+    conversation.last_message_at = now
+    fields = ["last_inbound_at", "last_message_at", "updated_at"]
+    if customer:
+        conversation.buffer_due_at = buffer.due_time(now, buffer_seconds)
+        fields.append("buffer_due_at")
+        buffer.ensure_buffer_job(conversation, conversation.buffer_due_at)
+    conversation.save(update_fields=fields)
+    events.message_created(message)
+    events.conversation_updated(conversation)
+    return message
+
+
+def _matching_outbound(tenant_id: int, provider: str, event: StatusUpdate):
+    match = Q(provider_message_id=event.provider_message_id)
+    if event.idempotency_key:
+        try:
+            match |= Q(idempotency_key=event.idempotency_key)
+        except ValueError:
+            pass
+    return ChatMessage.objects.for_tenant(tenant_id).filter(match, provider=provider, direction=Direction.OUT)
+
+
+def record_status(*, tenant_id: int, provider: str, event: StatusUpdate) -> int:
+    """Move outbound messages forward (sent → delivered → read, or failed). Returns rows changed."""
+    changed = 0
+    with tenant_scope(tenant_id), transaction.atomic():
+        for message in _matching_outbound(tenant_id, provider, event).select_for_update():
+            if message.status == MessageStatus.FAILED:
+                continue
+            if event.status != MessageStatus.FAILED and STATUS_RANK.get(event.status, 0) <= STATUS_RANK.get(message.status, 0):
+                continue
+            message.status = event.status
+            fields = ["status"]
+            if event.error:
+                message.error = event.error[:2000]
+                fields.append("error")
+            message.save(update_fields=fields)
+            events.message_status(message)
+            changed += 1
+    return changed
+
+
+def record_read(*, binding: ChannelBinding, event: ReadUpTo) -> int:
+    with tenant_scope(binding.tenant_id), transaction.atomic():
+        messages = ChatMessage.objects.filter(
+            conversation__provider=binding.provider, conversation__channel_source=event.channel_source,
+            conversation__contact_external_id=event.contact_id, direction=Direction.OUT,
+            status__in=[MessageStatus.SENT, MessageStatus.DELIVERED], sent_at__lte=event.watermark,
+        )
+        rows = list(messages.select_for_update())
+        for message in rows:
+            message.status = MessageStatus.READ
+            message.save(update_fields=["status"])
+            events.message_status(message)
+    return len(rows)
+
+
+def _is_our_own(conversation: ChatConversation, event: HumanReply) -> bool:
+    """Chatwoot echoes what we posted as an outgoing message; recognise it by id or recent text."""
+    recent = ChatMessage.objects.filter(
+        conversation=conversation, direction=Direction.OUT, role__in=[Role.AGENT, Role.HUMAN, Role.SYSTEM],
+    )
+    if recent.filter(provider_message_id=event.provider_message_id).exists():
+        return True
+    # The echo can arrive before our send job has recorded Chatwoot's id: match the text too.
+    return recent.filter(created_at__gte=timezone.now() - timedelta(minutes=10), text=event.text).exists()
+
+
+def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
+    """A human answered in the provider's own inbox: keep the message and pause the bot."""
+    now = now or timezone.now()
+    with tenant_scope(binding.tenant_id), transaction.atomic():
+        conversation = upsert_conversation(
+            binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,
+            contact_name=event.contact_name, chatwoot_id=event.external_chatwoot_id,
+            account_id=event.external_account_id,
+        )
+        if _is_our_own(conversation, event):
+            return None
+        message = insert_once(
+            ChatMessage, tenant_id=binding.tenant_id, conversation=conversation, direction=Direction.OUT,
+            role=Role.HUMAN, text=event.text, provider=binding.provider,
+            provider_message_id=event.provider_message_id, status=MessageStatus.SENT, sent_at=now,
+        )
+        if message is None:
+            return None
+        conversation.bot_paused_until = now + timedelta(hours=settings.HUMAN_TAKEOVER_HOURS)
+        conversation.last_message_at = now
+        conversation.save(update_fields=["bot_paused_until", "last_message_at", "updated_at"])
+        logger.info("Conversation %s: human reply in %s, bot paused until %s",
+                    conversation.pk, binding.provider, conversation.bot_paused_until)
+        events.message_created(message)
+        events.conversation_updated(conversation)
+    return message
+
+
+def apply_events(*, binding: ChannelBinding, parsed: list, buffer_seconds=None) -> dict:
+    """Store every parsed event for one binding; returns counts for logs and tests."""
+    counts = {"stored": 0, "duplicates": 0, "statuses": 0, "human": 0}
+    for event in parsed:
+        if isinstance(event, InboundMessage):
+            stored = record_inbound(binding=binding, event=event, buffer_seconds=buffer_seconds)
+            counts["stored" if stored else "duplicates"] += 1
+        elif isinstance(event, StatusUpdate):
+            counts["statuses"] += record_status(tenant_id=binding.tenant_id, provider=binding.provider, event=event)
+        elif isinstance(event, ReadUpTo):
+            counts["statuses"] += record_read(binding=binding, event=event)
+        elif isinstance(event, HumanReply):
+            counts["human"] += 1 if record_human_reply(binding=binding, event=event) else 0
+    return counts

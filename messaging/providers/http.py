@@ -1,0 +1,120 @@
+"""The three HTTP providers: Meta direct (WhatsApp Cloud, Messenger, Instagram), Chatwoot, YCloud."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from messaging.providers.base import DeliveryError, SendResult, post_json, register_provider
+from vault.credentials import CredentialNotConfigured, get_optional_credential, get_tenant_credential_sync
+
+
+def _credential(tenant_id: int, category: str, name: str) -> str:
+    try:
+        return get_tenant_credential_sync(tenant_id, category, name)
+    except CredentialNotConfigured as exc:
+        raise DeliveryError(exc.public_message, retryable=False) from None
+
+
+def _headers(message, extra: dict) -> dict:
+    # Honoured by providers that support it; a retry after a crash then does not send twice.
+    return {"Idempotency-Key": str(message.idempotency_key), **extra}
+
+
+class MetaDirect:
+    name = "meta_direct"
+    spaced = True
+
+    def send(self, *, message, conversation) -> SendResult:
+        if conversation.channel_source == "whatsapp":
+            return self._whatsapp(message, conversation)
+        token = _credential(message.tenant_id, "meta", "PAGE_TOKEN")
+        body, status = post_json(
+            f"{settings.META_GRAPH_BASE}/me/messages",
+            json={
+                "recipient": {"id": conversation.contact_external_id},
+                "messaging_type": "RESPONSE",
+                "message": {"text": message.text},
+            },
+            headers=_headers(message, {"Authorization": f"Bearer {token}"}),
+            provider=f"Meta {conversation.channel_source}",
+        )
+        return SendResult(str(body.get("message_id", "")), status)
+
+    def _whatsapp(self, message, conversation) -> SendResult:
+        token = _credential(message.tenant_id, "whatsapp_cloud", "ACCESS_TOKEN")
+        phone_number_id = (conversation.binding.external_id if conversation.binding_id else "") or _credential(
+            message.tenant_id, "whatsapp_cloud", "PHONE_NUMBER_ID"
+        )
+        body, status = post_json(
+            f"{settings.META_GRAPH_BASE}/{phone_number_id}/messages",
+            json={
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": conversation.contact_external_id,
+                "type": "text",
+                "text": {"preview_url": False, "body": message.text},
+            },
+            headers=_headers(message, {"Authorization": f"Bearer {token}"}),
+            provider="WhatsApp Cloud",
+        )
+        ids = [m.get("id") for m in body.get("messages") or [] if isinstance(m, dict)]
+        return SendResult(str(ids[0]) if ids else "", status)
+
+
+class Chatwoot:
+    name = "chatwoot"
+    spaced = True
+
+    def send(self, *, message, conversation) -> SendResult:
+        if not conversation.external_chatwoot_id or not conversation.external_account_id:
+            raise DeliveryError(
+                f"Conversation {conversation.pk} has no Chatwoot conversation/account id to reply to", retryable=False
+            )
+        base = _credential(message.tenant_id, "chatwoot", "BASE_URL").rstrip("/")
+        token = get_optional_credential(message.tenant_id, "chatwoot", "CHATWOOT_BOT_TOKEN") or _credential(
+            message.tenant_id, "chatwoot", "CHATWOOT_API_TOKEN"
+        )
+        body, status = post_json(
+            f"{base}/api/v1/accounts/{conversation.external_account_id}"
+            f"/conversations/{conversation.external_chatwoot_id}/messages",
+            json={"content": message.text, "message_type": "outgoing", "private": False},
+            headers=_headers(message, {"api_access_token": token}),
+            provider="Chatwoot",
+        )
+        return SendResult(str(body.get("id", "")), status)
+
+
+class YCloud:
+    name = "ycloud"
+    spaced = True
+
+    def send(self, *, message, conversation) -> SendResult:
+        api_key = _credential(message.tenant_id, "ycloud", "API_KEY")
+        sender = _credential(message.tenant_id, "ycloud", "FROM_NUMBER")
+        body, status = post_json(
+            f"{settings.YCLOUD_API_BASE}/whatsapp/messages",
+            json={
+                "from": sender,
+                "to": "+" + conversation.contact_external_id.lstrip("+"),
+                "type": "text",
+                "text": {"body": message.text},
+                "externalId": str(message.idempotency_key),
+            },
+            headers=_headers(message, {"X-API-Key": api_key}),
+            provider="YCloud",
+        )
+        return SendResult(str(body.get("id") or body.get("wamid") or ""), status)
+
+
+class Playground:
+    """The staff playground: nothing leaves the platform; the live event is the delivery."""
+
+    name = "playground"
+    spaced = True
+
+    def send(self, *, message, conversation) -> SendResult:
+        return SendResult(f"playground:{message.pk}", None)
+
+
+for provider in (MetaDirect(), Chatwoot(), YCloud(), Playground()):
+    register_provider(provider)

@@ -1,0 +1,69 @@
+"""Chatwoot account webhooks: message_created becomes a customer message, a human reply, or nothing."""
+
+from __future__ import annotations
+
+from messaging.webhooks.normalized import HumanReply, InboundMessage, UnexpectedShape
+
+# Chatwoot serialises message_type as a string in webhooks (older payloads used the enum integer).
+MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
+
+
+def channel_of(conversation: dict, inbox: dict, default: str) -> str:
+    channel = str(conversation.get("channel") or inbox.get("channel_type") or "").lower()
+    if "instagram" in channel:
+        return "instagram"
+    if "facebook" in channel:
+        return "facebook"
+    if "whatsapp" in channel:
+        return "whatsapp"
+    return default
+
+
+def _contact(conversation: dict, payload: dict) -> tuple[str, str]:
+    person = (conversation.get("meta") or {}).get("sender") or {}
+    if not person and (payload.get("sender") or {}).get("type") == "contact":
+        person = payload["sender"]
+    identifier = (
+        person.get("phone_number") or person.get("identifier")
+        or (conversation.get("contact_inbox") or {}).get("source_id")
+        or (f"chatwoot-contact:{person['id']}" if person.get("id") else "")
+    )
+    return str(identifier).lstrip("+"), person.get("name", "") or ""
+
+
+def parse(payload: dict, *, default_channel: str) -> list:
+    if not isinstance(payload, dict) or "event" not in payload:
+        raise UnexpectedShape("Chatwoot delivery has no 'event'")
+    if payload["event"] != "message_created":
+        return []
+    conversation = payload.get("conversation")
+    if not isinstance(conversation, dict) or not conversation.get("id") or not payload.get("id"):
+        raise UnexpectedShape("Chatwoot message_created without message or conversation id")
+    message_type = payload.get("message_type")
+    message_type = MESSAGE_TYPES.get(message_type, message_type)
+    if payload.get("private"):
+        return []  # private notes are staff-only
+    sender_type = str((payload.get("sender") or {}).get("type", "")).lower()
+    contact_id, contact_name = _contact(conversation, payload)
+    if not contact_id:
+        raise UnexpectedShape("Chatwoot message without a contact")
+    common = dict(
+        route_key=str((payload.get("account") or {}).get("id", "")),
+        channel_source=channel_of(conversation, payload.get("inbox") or {}, default_channel),
+        contact_id=contact_id,
+        contact_name=contact_name,
+        provider_message_id=str(payload["id"]),
+        external_chatwoot_id=str(conversation["id"]),
+        external_account_id=str((payload.get("account") or {}).get("id", "")),
+    )
+    if message_type == "incoming":
+        attachments = [
+            {"type": a.get("file_type", "file"), "url": a.get("data_url", ""), "media_id": str(a.get("id", ""))}
+            for a in payload.get("attachments") or []
+            if isinstance(a, dict)
+        ]
+        return [InboundMessage(text=payload.get("content") or "", attachments=attachments, **common)]
+    if message_type == "outgoing" and sender_type == "user":
+        return [HumanReply(text=payload.get("content") or "", **common)]
+    # outgoing from a bot or the API (ours), activity, template: never a customer message.
+    return []

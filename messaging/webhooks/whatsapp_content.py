@@ -1,0 +1,106 @@
+"""The WhatsApp message object (Meta Cloud API; YCloud mirrors it) → text, attachments, turn or not."""
+
+from __future__ import annotations
+
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+# Never answered: the contact reacted, edited, deleted, or WhatsApp reported a system change.
+EVENT_TYPES = ("reaction", "edit", "revoke", "system", "ephemeral", "request_welcome")
+
+
+def _media(msg: dict, kind: str) -> tuple[str, list[dict]]:
+    media = msg.get(kind) or {}
+    attachment = {
+        "type": kind,
+        "media_id": str(media.get("id", "")),
+        "mime_type": media.get("mime_type", ""),
+    }
+    for key in ("sha256", "filename", "url", "link", "animated", "voice"):
+        if key in media:
+            attachment[key] = media[key]
+    return media.get("caption", "") or "", [attachment]
+
+
+def _interactive(msg: dict) -> tuple[str, list[dict]]:
+    interactive = msg.get("interactive") or {}
+    kind = interactive.get("type", "")
+    reply = interactive.get(kind) if kind else None
+    if isinstance(reply, dict):
+        return reply.get("title", "") or "", [{"type": kind, "id": reply.get("id", ""), **(
+            {"description": reply["description"]} if "description" in reply else {})}]
+    if kind == "nfm_reply":
+        return "", [{"type": kind, "response_json": (interactive.get("nfm_reply") or {}).get("response_json", "")}]
+    return "[unsupported interactive message]", [{"type": "interactive"}]
+
+
+def _location(msg: dict) -> tuple[str, list[dict]]:
+    loc = msg.get("location") or {}
+    label = " ".join(str(loc[k]) for k in ("name", "address") if loc.get(k))
+    where = f"{loc.get('latitude')},{loc.get('longitude')}"
+    return f"[location] {label} ({where})".replace("  ", " ").strip(), [{"type": "location", **loc}]
+
+
+def _contacts(msg: dict) -> tuple[str, list[dict]]:
+    cards = msg.get("contacts") or []
+    names = [((c.get("name") or {}).get("formatted_name") or "") for c in cards]
+    return "[contacts] " + ", ".join(n for n in names if n), [{"type": "contacts", "contacts": cards}]
+
+
+def _order(msg: dict) -> tuple[str, list[dict]]:
+    order = msg.get("order") or {}
+    items = order.get("product_items") or []
+    summary = ", ".join(f"{i.get('quantity')}× {i.get('product_retailer_id')}" for i in items)
+    return (order.get("text") or f"[order] {summary}").strip(), [{"type": "order", **order}]
+
+
+def _event(msg: dict, kind: str) -> str:
+    if kind == "reaction":
+        reaction = msg.get("reaction") or {}
+        emoji = reaction.get("emoji") or ""
+        target = reaction.get("message_id", "")
+        return f"[reaction {emoji} to {target}]" if emoji else f"[reaction removed from {target}]"
+    if kind == "edit":
+        edited = (msg.get("edit") or {}).get("message") or {}
+        text, _ = describe(edited) if edited else ("", [])
+        return f"[edited a message] {text}".strip()
+    if kind == "revoke":
+        return "[deleted a message]"
+    if kind == "system":
+        return f"[system] {(msg.get('system') or {}).get('body', '')}".strip()
+    return f"[{kind}]"
+
+
+def describe(msg: dict) -> tuple[str, list[dict]]:
+    """(text, attachments) of one WhatsApp message object, whatever its type."""
+    kind = msg.get("type", "")
+    if kind == "text":
+        return (msg.get("text") or {}).get("body", ""), []
+    if kind in MEDIA_TYPES:
+        return _media(msg, kind)
+    if kind == "interactive":
+        return _interactive(msg)
+    if kind == "button":
+        button = msg.get("button") or {}
+        return button.get("text", ""), [{"type": "button", "payload": button.get("payload", "")}]
+    if kind == "location":
+        return _location(msg)
+    if kind == "contacts":
+        return _contacts(msg)
+    if kind == "order":
+        return _order(msg)
+    if kind in EVENT_TYPES:
+        return _event(msg, kind), [{"type": kind}]
+    return "[unsupported message type]", [{"type": kind or "unsupported"}]
+
+
+def triggers_turn(msg: dict) -> bool:
+    return msg.get("type", "") not in EVENT_TYPES
+
+
+def context_attachment(msg: dict) -> list[dict]:
+    """Replies and forwards carry a context: keep which message was answered."""
+    context = msg.get("context") or {}
+    if context.get("id"):
+        return [{"type": "reply_to", "message_id": context["id"]}]
+    if context.get("forwarded") or context.get("frequently_forwarded"):
+        return [{"type": "forwarded", "frequently": bool(context.get("frequently_forwarded"))}]
+    return []

@@ -1,0 +1,112 @@
+"""API: channels with webhook URLs, conversations (filters, search), messages (cursor), takeover,
+retry, and POST /messages/relay authentication."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+from procrastinate.contrib.django.models import ProcrastinateJob
+from rest_framework.test import APIClient
+
+from messaging.models import ChannelBinding, ChatMessage
+from tests.messaging import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def test_channel_crud_shows_webhook_url(api_a, tenant_a, settings):
+    settings.PUBLIC_BASE_URL = "https://platform.example"
+    created = api_a.post("/api/v1/channels/", {"provider": "chatwoot", "channel_source": "whatsapp", "external_id": "12"},
+                         format="json")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    binding = ChannelBinding.objects.for_tenant(tenant_a.pk).get()
+    assert body["webhook_url"] == f"https://platform.example/webhooks/chatwoot/{binding.webhook_token}/"
+    meta = api_a.post("/api/v1/channels/", {"provider": "meta_direct", "channel_source": "instagram",
+                                            "external_id": "IG1"}, format="json").json()
+    assert meta["webhook_url"] == "https://platform.example/webhooks/meta/"
+    assert api_a.patch(f"/api/v1/channels/{body['id']}/", {"is_active": False}, format="json").status_code == 200
+    assert len(api_a.get("/api/v1/channels/").json()["results"]) == 2
+
+
+def test_channel_external_id_is_unique_across_tenants(api_a, tenant_b):
+    factories.binding(tenant_b, provider="meta_direct", external_id="PN1")
+    response = api_a.post("/api/v1/channels/", {"provider": "meta_direct", "channel_source": "whatsapp",
+                                                "external_id": "PN1"}, format="json")
+    assert response.status_code == 400 and "already bound" in response.json()["detail"]
+
+
+def test_conversation_filters_search_and_message_cursor(api_a, tenant_a, tenant_b):
+    wa = factories.conversation(tenant_a, contact_name="Ana Pérez", last_message_at=timezone.now())
+    ig = factories.conversation(tenant_a, channel_source="instagram", status="human", contact_name="Beto")
+    factories.conversation(tenant_b, contact_name="Ana Other")
+    for i in range(60):
+        factories.message(tenant_a, conversation=wa, text=f"mensaje {i}", status="sent", error="")
+    factories.message(tenant_a, conversation=ig, text="zapatillas rojas", status="sent", error="")
+    ids = lambda response: [c["id"] for c in response.json()["results"]]  # noqa: E731
+    assert ids(api_a.get("/api/v1/conversations/")) == [wa.pk, ig.pk]
+    assert ids(api_a.get("/api/v1/conversations/?channel=instagram")) == [ig.pk]
+    assert ids(api_a.get("/api/v1/conversations/?status=human")) == [ig.pk]
+    assert ids(api_a.get("/api/v1/conversations/?search=ana")) == [wa.pk]
+    assert ids(api_a.get("/api/v1/conversations/?search=zapatillas")) == [ig.pk]
+    page = api_a.get(f"/api/v1/conversations/{wa.pk}/messages/").json()
+    assert len(page["results"]) == 50 and page["next"] and page["results"][0]["text"] == "mensaje 59"
+    rest = api_a.get(page["next"]).json()
+    assert len(rest["results"]) == 10 and rest["next"] is None
+
+
+def test_staff_reply_goes_through_the_relay_and_pauses_the_bot(api_a, tenant_a, user_a):
+    conversation = factories.conversation(tenant_a)
+    response = api_a.post(f"/api/v1/conversations/{conversation.pk}/reply/", {"text": "Hola, soy Alicia"}, format="json")
+    assert response.status_code == 202, response.content
+    message = ChatMessage.objects.for_tenant(tenant_a.pk).get(pk=response.json()["message_ids"][0])
+    assert (message.role, message.status, message.sent_by_id) == ("human", "queued", user_a.pk)
+    assert ProcrastinateJob.objects.filter(task_name="messaging.send_message", args__message_id=message.pk).exists()
+    conversation.refresh_from_db()
+    assert conversation.bot_paused_until > timezone.now()
+    resumed = api_a.post(f"/api/v1/conversations/{conversation.pk}/bot/", {"paused": False}, format="json")
+    assert resumed.status_code == 200 and resumed.json()["bot_paused_until"] is None
+    paused = api_a.post(f"/api/v1/conversations/{conversation.pk}/bot/", {"paused": True, "hours": 2}, format="json")
+    assert paused.json()["bot_paused_until"]
+    assert api_a.post(f"/api/v1/conversations/{conversation.pk}/reply/", {"text": " "}, format="json").status_code == 400
+
+
+def test_retry_failed_message(api_a, tenant_a):
+    failed = factories.message(tenant_a, status="failed", error="HTTP 400", attempts=1)
+    response = api_a.post(f"/api/v1/messages/{failed.pk}/retry/")
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    assert api_a.post(f"/api/v1/messages/{failed.pk}/retry/").status_code == 400  # not failed any more
+    detail = api_a.get(f"/api/v1/messages/{failed.pk}/").json()
+    assert detail["delivery_attempts"] == []
+
+
+RELAY = {"to": "5491100000001", "text": "Tu pedido salió", "provider": "meta_direct", "channel_source": "whatsapp"}
+
+
+def test_relay_with_internal_secret(settings, tenant_a, wa_binding):
+    settings.INTERNAL_SECRET_KEY = "internal-123"
+    client = APIClient()
+    response = client.post("/messages/relay", {**RELAY, "tenant_id": tenant_a.pk}, format="json",
+                           HTTP_X_INTERNAL_SECRET="internal-123")
+    assert response.status_code == 202, response.content
+    message = ChatMessage.objects.for_tenant(tenant_a.pk).get(pk=response.json()["message_ids"][0])
+    assert message.conversation.contact_external_id == "5491100000001" and message.role == "agent"
+    wrong = client.post("/messages/relay", {**RELAY, "tenant_id": tenant_a.pk}, format="json",
+                        HTTP_X_INTERNAL_SECRET="nope")
+    assert wrong.status_code in (401, 403)
+    assert client.post("/messages/relay", {**RELAY, "tenant_id": tenant_a.pk}, format="json").status_code in (401, 403)
+
+
+def test_relay_with_user_token_checks_the_users_table(api_a, tenant_a, tenant_b, wa_binding):
+    assert api_a.post("/messages/relay", {**RELAY, "tenant_id": tenant_b.pk}, format="json").status_code == 403
+    ok = api_a.post("/messages/relay", {**RELAY, "tenant_id": tenant_a.pk}, format="json")
+    assert ok.status_code == 202
+
+
+def test_relay_rejects_what_it_cannot_deliver(api_a, tenant_a):
+    no_channel = api_a.post("/messages/relay", {**RELAY, "tenant_id": tenant_a.pk}, format="json")
+    assert no_channel.status_code == 400 and "No active meta_direct whatsapp channel" in no_channel.json()["detail"]
+    chatwoot = api_a.post("/messages/relay", {**RELAY, "provider": "chatwoot", "tenant_id": tenant_a.pk}, format="json")
+    assert chatwoot.status_code == 400 and "Chatwoot" in chatwoot.json()["detail"]
+    bad = api_a.post("/messages/relay", {**RELAY, "provider": "telegram", "tenant_id": tenant_a.pk}, format="json")
+    assert bad.status_code == 400 and "provider" in bad.json()["detail"]

@@ -1,0 +1,155 @@
+"""Chatwoot and YCloud webhooks: signatures, loop guard, human takeover, duplicates, statuses."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from messaging.models import ChatConversation, ChatMessage, WebhookCounter
+from tests.messaging import factories
+from tests.messaging.helpers import chatwoot_message, post_chatwoot, post_ycloud, ycloud_inbound
+from vault.credentials import set_tenant_credential
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def cw_binding(tenant_a):
+    return factories.binding(tenant_a, provider="chatwoot", channel_source="whatsapp", external_id="12")
+
+
+@pytest.fixture
+def yc_binding(tenant_a):
+    set_tenant_credential(tenant_a.pk, "ycloud", "WEBHOOK_SECRET", "yc-secret")
+    return factories.binding(tenant_a, provider="ycloud", channel_source="whatsapp", external_id="+15550002222")
+
+
+def _jobs():
+    return ProcrastinateJob.objects.filter(task_name="messaging.answer_conversation")
+
+
+def test_chatwoot_incoming_becomes_customer_message_with_external_ids(anon, cw_binding):
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=1001, content="Hola, tienen talle 42?")
+    response = post_chatwoot(anon, cw_binding.webhook_token, body)
+    assert response.status_code == 200, response.content
+    message = ChatMessage.dangerously_unscoped.get()
+    assert message.role == "customer" and message.text == "Hola, tienen talle 42?"
+    conversation = message.conversation
+    assert (conversation.external_chatwoot_id, conversation.external_account_id) == ("345", "12")
+    assert conversation.contact_external_id == "5491100000000" and conversation.channel_source == "whatsapp"
+    assert _jobs().count() == 1
+
+
+@pytest.mark.parametrize("message_type,sender_type,private", [
+    ("outgoing", "agent_bot", False), ("outgoing", "contact", False), ("activity", "user", False),
+    ("template", "user", False), ("incoming", "contact", True), (1, "agent_bot", False),
+])
+def test_chatwoot_loop_guard_never_triggers_the_agent(anon, cw_binding, message_type, sender_type, private):
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=1002, content="bot text",
+                            message_type=message_type, sender_type=sender_type, private=private)
+    assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    assert not ChatMessage.dangerously_unscoped.filter(role="customer").exists()
+    assert not _jobs().exists()
+
+
+def test_chatwoot_human_agent_reply_pauses_the_bot(anon, cw_binding, settings):
+    settings.HUMAN_TAKEOVER_HOURS = 24
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=1003, content="Te ayudo yo",
+                            message_type="outgoing", sender_type="user")
+    assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    message = ChatMessage.dangerously_unscoped.get()
+    assert (message.role, message.direction) == ("human", "out")
+    paused = message.conversation.bot_paused_until
+    assert paused and 23.9 * 3600 < (paused - message.created_at).total_seconds() <= 24 * 3600 + 5
+
+
+def test_chatwoot_echo_of_our_own_reply_is_not_a_takeover(anon, cw_binding):
+    conversation = factories.conversation(cw_binding.tenant, provider="chatwoot", binding=cw_binding,
+                                          contact_external_id="5491100000000", external_chatwoot_id="345",
+                                          external_account_id="12")
+    factories.message(cw_binding.tenant, conversation=conversation, provider="chatwoot", status="sent", error="",
+                      text="Sí, hay talle 42")
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=1004, content="Sí, hay talle 42",
+                            message_type="outgoing", sender_type="user")
+    post_chatwoot(anon, cw_binding.webhook_token, body)
+    conversation.refresh_from_db()
+    assert conversation.bot_paused_until is None
+    assert ChatMessage.dangerously_unscoped.count() == 1
+
+
+def test_chatwoot_duplicates_by_delivery_header_and_message_id(anon, cw_binding):
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=1005, content="hola")
+    post_chatwoot(anon, cw_binding.webhook_token, body, delivery="d-1")
+    assert post_chatwoot(anon, cw_binding.webhook_token, body, delivery="d-1").json()["status"] == "duplicate"
+    post_chatwoot(anon, cw_binding.webhook_token, body, delivery="d-2")  # same message id, new delivery
+    assert ChatMessage.dangerously_unscoped.count() == 1
+
+
+def test_chatwoot_signature_good_bad_missing_stale(anon, cw_binding):
+    set_tenant_credential(cw_binding.tenant_id, "chatwoot", "WEBHOOK_SECRET", "cw-secret")
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=1006, content="hola")
+    assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 401  # missing
+    assert post_chatwoot(anon, cw_binding.webhook_token, body, secret="cw-secret",
+                         signature="sha256=" + "0" * 64).status_code == 401
+    assert post_chatwoot(anon, cw_binding.webhook_token, body, secret="cw-secret",
+                         timestamp=int(time.time()) - 600).status_code == 401
+    assert not ChatMessage.dangerously_unscoped.exists()
+    assert post_chatwoot(anon, cw_binding.webhook_token, body, secret="cw-secret").status_code == 200
+    assert ChatMessage.dangerously_unscoped.count() == 1
+
+
+def test_chatwoot_unknown_token_and_wrong_account_store_nothing(anon, cw_binding):
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=1007, content="hola")
+    assert post_chatwoot(anon, "no-such-token", body).status_code == 200
+    other_account = chatwoot_message(account_id=99, conversation_id=345, message_id=1008, content="hola")
+    assert post_chatwoot(anon, cw_binding.webhook_token, other_account).status_code == 200
+    assert not ChatMessage.dangerously_unscoped.exists()
+    assert WebhookCounter.objects.get(name="chatwoot.unknown_binding").count == 2
+
+
+def test_chatwoot_malformed_json_is_400(anon, cw_binding):
+    response = anon.post(f"/webhooks/chatwoot/{cw_binding.webhook_token}/", b"{nope", content_type="application/json")
+    assert response.status_code == 400 and "Malformed JSON" in response.json()["detail"]
+
+
+def test_ycloud_inbound_message(anon, yc_binding):
+    body = ycloud_inbound(event_id="evt-1", to="+15550002222", sender="+5491100000009", text="hola ycloud")
+    response = post_ycloud(anon, yc_binding.webhook_token, body, secret="yc-secret")
+    assert response.status_code == 200, response.content
+    message = ChatMessage.dangerously_unscoped.get()
+    assert message.text == "hola ycloud" and message.provider_message_id == "wamid.evt-1"
+    assert message.conversation.contact_external_id == "5491100000009"
+    assert message.conversation.contact_name == "Ana"
+    assert _jobs().count() == 1
+
+
+def test_ycloud_signatures_and_replays(anon, yc_binding):
+    body = ycloud_inbound(event_id="evt-2", to="+15550002222", sender="+5491100000009", text="hola")
+    token = yc_binding.webhook_token
+    assert post_ycloud(anon, token, body, secret="yc-secret", signature="").status_code == 401
+    assert post_ycloud(anon, token, body, secret="wrong").status_code == 401
+    assert post_ycloud(anon, token, body, secret="yc-secret", timestamp=int(time.time()) - 301).status_code == 401
+    assert post_ycloud(anon, token, body, secret="yc-secret").status_code == 200
+    assert post_ycloud(anon, token, body, secret="yc-secret").json()["status"] == "duplicate"
+    assert ChatMessage.dangerously_unscoped.count() == 1
+
+
+def test_ycloud_message_updated_moves_status(anon, yc_binding):
+    conversation = factories.conversation(yc_binding.tenant, provider="ycloud", binding=yc_binding)
+    outbound = factories.message(yc_binding.tenant, conversation=conversation, provider="ycloud", status="sent",
+                                 error="", provider_message_id="yc-out-1")
+    for event_id, status in (("e1", "delivered"), ("e2", "read")):
+        body = {"id": event_id, "type": "whatsapp.message.updated", "apiVersion": "v2", "createTime": "2026-11-25T01:00:00Z",
+                "whatsappMessage": {"id": "yc-out-1", "wamid": "wamid.x", "status": status,
+                                    "from": "+15550002222", "to": "+" + conversation.contact_external_id}}
+        assert post_ycloud(anon, yc_binding.webhook_token, body, secret="yc-secret").status_code == 200
+        outbound.refresh_from_db()
+        assert outbound.status == status
+
+
+def test_ycloud_unexpected_shape_is_200(anon, yc_binding):
+    response = post_ycloud(anon, yc_binding.webhook_token, {"something": "else"}, secret="yc-secret")
+    assert response.status_code == 200
+    assert not ChatConversation.dangerously_unscoped.exists()

@@ -1,0 +1,215 @@
+"""The Meta webhook: verification, signatures, every WhatsApp sample, Messenger and Instagram."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from messaging.models import ChatConversation, ChatMessage, WebhookCounter
+from messaging.signatures import sign_meta
+from tests.messaging import factories
+from tests.messaging.helpers import post_meta, whatsapp_text
+
+pytestmark = pytest.mark.django_db
+
+SAMPLES_DIR = Path(__file__).resolve().parents[3] / "shared" / "samples" / "whatsapp-cloud"
+if not SAMPLES_DIR.exists():
+    SAMPLES_DIR = Path("/work/shared/samples/whatsapp-cloud")
+SAMPLES = {
+    f"{path.stem}:{name}": body
+    for path in sorted(SAMPLES_DIR.glob("*.json"))
+    for name, body in json.loads(path.read_text()).items()
+}
+# Customer messages that must reach the agent (the rest are events, statuses or echoes).
+TURN_SAMPLES = {
+    "message:text", "message:image", "message:media_with_url", "message:video", "message:document",
+    "message:audio", "message:voice", "message:static_sticker", "message:animated_sticker",
+    "message:current_location", "message:chosen_location", "message:contacts", "message:order",
+    "message:unsupported", "message:unsupported_with_type", "message:reply", "message:forwarded",
+    "message:forwarded_many_times", "message:interactive_message_with_err", "message:referral",
+    "callback_button:button", "callback_button:quick_reply", "callback_button:quick_reply_without_context",
+    "callback_selection:callback", "callback_selection:description",
+}
+
+
+def _bound(body: dict, phone_number_id: str) -> dict:
+    """The sample with our bound phone number and a fresh message id (see the samples' README)."""
+    body = copy.deepcopy(body)
+    for entry in body.get("entry", []):
+        for change in entry.get("changes", []):
+            value = change.get("value", {})
+            value.setdefault("metadata", {})["phone_number_id"] = phone_number_id
+            for msg in value.get("messages", []):
+                msg["id"] = f"wamid.{uuid.uuid4().hex}"
+    return body
+
+
+def test_samples_cover_all_bodies():
+    assert len(SAMPLES) == 42
+
+
+def test_verification_echoes_challenge(anon):
+    ok = anon.get("/webhooks/meta/", {"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "42"})
+    assert ok.status_code == 200 and ok.content == b"42"
+    bad = anon.get("/webhooks/meta/", {"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "42"})
+    assert bad.status_code == 403
+
+
+@pytest.mark.parametrize("signature", [None, "", "sha256=deadbeef", "md5=abc"])
+def test_bad_or_missing_signature_is_401(anon, wa_binding, signature):
+    raw = json.dumps(whatsapp_text(wa_binding.external_id, "5491100000001", "hi")).encode()
+    headers = {} if signature is None else {"HTTP_X_HUB_SIGNATURE_256": signature}
+    response = anon.post("/webhooks/meta/", raw, content_type="application/json", **headers)
+    assert response.status_code == 401
+    assert "X-Hub-Signature-256" in response.json()["detail"]
+    assert not ChatMessage.dangerously_unscoped.exists()
+
+
+def test_malformed_json_is_400(anon):
+    raw = b'{"entry": [ broken'
+    response = anon.post("/webhooks/meta/", raw, content_type="application/json",
+                         HTTP_X_HUB_SIGNATURE_256=sign_meta("test-meta-app-secret", raw))
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("Malformed JSON body")
+
+
+def test_unexpected_shape_is_200_counted_nothing_stored(anon):
+    response = post_meta(anon, {"hello": "world"})
+    assert response.status_code == 200
+    assert WebhookCounter.objects.get(name="meta_direct.unexpected_shape").count == 1
+    assert not ChatMessage.dangerously_unscoped.exists()
+
+
+def test_unknown_binding_stores_nothing(anon, wa_binding, caplog):
+    response = post_meta(anon, whatsapp_text("999000999", "5491100000001", "hi"))
+    assert response.status_code == 200
+    assert not ChatMessage.dangerously_unscoped.exists()
+    assert not ChatConversation.dangerously_unscoped.exists()
+    assert WebhookCounter.objects.get(name="meta_direct.unknown_binding").count == 1
+    assert "no active channel binding" in caplog.text
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_sample_is_accepted(anon, wa_binding, name):
+    response = post_meta(anon, _bound(SAMPLES[name], wa_binding.external_id))
+    assert response.status_code == 200, response.content
+    customer = ChatMessage.dangerously_unscoped.filter(role="customer", answered_at__isnull=True)
+    jobs = ProcrastinateJob.objects.filter(task_name="messaging.answer_conversation")
+    if name in TURN_SAMPLES:
+        message = customer.get()
+        assert message.tenant_id == wa_binding.tenant_id and message.direction == "in"
+        assert message.text or message.attachments
+        assert jobs.count() == 1
+    else:
+        assert not customer.exists(), f"{name} must never trigger an agent turn"
+        assert not jobs.exists()
+
+
+@pytest.mark.parametrize("kind", ["image", "video", "document", "audio", "voice", "static_sticker"])
+def test_media_become_attachments_with_provider_id_and_type(anon, wa_binding, kind):
+    post_meta(anon, _bound(SAMPLES[f"message:{kind}"], wa_binding.external_id))
+    attachment = ChatMessage.dangerously_unscoped.get().attachments[0]
+    expected = {"static_sticker": "sticker", "voice": "audio"}.get(kind, kind)
+    assert attachment["type"] == expected and attachment["media_id"] and attachment["mime_type"]
+
+
+def test_text_reply_and_button_content(anon, wa_binding):
+    post_meta(anon, _bound(SAMPLES["message:reply"], wa_binding.external_id))
+    post_meta(anon, _bound(SAMPLES["callback_button:button"], wa_binding.external_id))
+    reply, button = ChatMessage.dangerously_unscoped.order_by("id")
+    assert reply.text == "replied text" and {"type": "reply_to", "message_id": "wamid.xyzxyz=="} in reply.attachments
+    assert button.text == "title" and button.attachments[0] == {"type": "button_reply", "id": "callback_data"}
+    conversation = reply.conversation
+    assert conversation.contact_external_id == "972987654321" and conversation.contact_name == "Test Name"
+
+
+@pytest.mark.parametrize("status,expected", [("sent", "sent"), ("delivered", "delivered"), ("read", "read"),
+                                             ("played", "read"), ("failed", "failed")])
+def test_statuses_update_outbound_messages(anon, wa_binding, status, expected):
+    conversation = factories.conversation(wa_binding.tenant, binding=wa_binding, contact_external_id="972987654321")
+    outbound = factories.message(wa_binding.tenant, conversation=conversation, status="sent", error="",
+                                 provider_message_id="wamid.xyzxyz")
+    post_meta(anon, _bound(SAMPLES[f"message_status:{status}"], wa_binding.external_id))
+    outbound.refresh_from_db()
+    assert outbound.status == expected
+    if expected == "failed":
+        assert "130472" in outbound.error
+
+
+def test_late_sent_status_never_moves_read_back(anon, wa_binding):
+    conversation = factories.conversation(wa_binding.tenant, binding=wa_binding)
+    outbound = factories.message(wa_binding.tenant, conversation=conversation, status="read", error="",
+                                 provider_message_id="wamid.xyzxyz")
+    post_meta(anon, _bound(SAMPLES["message_status:sent"], wa_binding.external_id))
+    outbound.refresh_from_db()
+    assert outbound.status == "read"
+
+
+def test_duplicate_delivery_stores_once_and_defers_one_job(anon, wa_binding):
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "hola", message_id="wamid.same")
+    for _ in range(3):
+        assert post_meta(anon, body).status_code == 200
+    assert ChatMessage.dangerously_unscoped.count() == 1
+    assert ProcrastinateJob.objects.filter(task_name="messaging.answer_conversation", status="todo").count() == 1
+
+
+def test_burst_shares_one_pending_buffer_job(anon, wa_binding):
+    for text in ("hola", "quiero", "zapatillas"):
+        post_meta(anon, whatsapp_text(wa_binding.external_id, "5491100000001", text))
+    assert ChatMessage.dangerously_unscoped.count() == 3
+    job = ProcrastinateJob.objects.get(task_name="messaging.answer_conversation")
+    assert job.queueing_lock == job.lock == f"buffer:{ChatConversation.dangerously_unscoped.get().pk}"
+
+
+def _messenger(object_kind: str, account: str, items: list) -> dict:
+    return {"object": object_kind, "entry": [{"id": account, "time": 1732500000000, "messaging": items}]}
+
+
+def test_messenger_and_instagram_messages_route_by_account(anon, tenant_a, tenant_b):
+    factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
+    factories.binding(tenant_b, channel_source="instagram", external_id="IG1")
+    fb = _messenger("page", "PAGE1", [{"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE1"}, "timestamp": 1732500000000,
+                                      "message": {"mid": "m_1", "text": "hi page"}}])
+    ig = _messenger("instagram", "IG1", [{"sender": {"id": "IGSID1"}, "recipient": {"id": "IG1"}, "timestamp": 1732500000000,
+                                         "message": {"mid": "ig_1", "attachments": [
+                                             {"type": "image", "payload": {"url": "https://cdn.test/a.jpg"}}]}}])
+    assert post_meta(anon, fb).status_code == 200 and post_meta(anon, ig).status_code == 200
+    fb_msg = ChatMessage.objects.for_tenant(tenant_a.pk).get()
+    ig_msg = ChatMessage.objects.for_tenant(tenant_b.pk).get()
+    assert fb_msg.text == "hi page" and fb_msg.conversation.channel_source == "facebook"
+    assert ig_msg.attachments[0]["type"] == "image" and ig_msg.conversation.channel_source == "instagram"
+
+
+def test_messenger_echoes_and_page_messages_are_not_customer_messages(anon, tenant_a):
+    factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
+    body = _messenger("page", "PAGE1", [
+        {"sender": {"id": "PAGE1"}, "recipient": {"id": "PSID1"}, "timestamp": 1,
+         "message": {"mid": "m_echo", "text": "our reply", "is_echo": True}},
+        {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE1"}, "timestamp": 2,
+         "reaction": {"mid": "m_1", "action": "react", "emoji": "👍"}},
+    ])
+    assert post_meta(anon, body).status_code == 200
+    assert not ChatMessage.dangerously_unscoped.filter(role="customer").exists()
+    assert not ProcrastinateJob.objects.exists()
+
+
+def test_messenger_delivery_and_read_receipts(anon, tenant_a):
+    binding = factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
+    conversation = factories.conversation(tenant_a, binding=binding, channel_source="facebook",
+                                          contact_external_id="PSID1")
+    outbound = factories.message(tenant_a, conversation=conversation, status="sent", error="", provider_message_id="m_out")
+    post_meta(anon, _messenger("page", "PAGE1", [{"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE1"},
+                                                  "timestamp": 5, "delivery": {"mids": ["m_out"], "watermark": 5}}]))
+    outbound.refresh_from_db()
+    assert outbound.status == "delivered"
+    outbound.sent_at = outbound.created_at
+    outbound.save()
+    post_meta(anon, _messenger("page", "PAGE1", [{"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE1"},
+                                                  "timestamp": 9999999999999, "read": {"watermark": 9999999999999}}]))
+    outbound.refresh_from_db()
+    assert outbound.status == "read"

@@ -1,0 +1,123 @@
+"""Real worker processes on the test database, against a local provider server.
+
+Small settings keep each test to a few seconds: spacing 0.3 s, heartbeats every 0.5 s, a killed
+worker's jobs requeued after 2 s.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from django.utils import timezone
+
+from messaging.models import ChatMessage
+from messaging.relay import relay_parts
+from tests.messaging import factories
+from tests.messaging.helpers import Worker
+from tests.messaging.provider_server import ProviderServer
+from vault.credentials import set_tenant_credential
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+SPACING = 0.3
+
+
+@pytest.fixture
+def provider():
+    with ProviderServer() as server:
+        yield server
+
+
+@pytest.fixture
+def conversations(tenant_a, settings):
+    settings.RELAY_SPACING_SECONDS = SPACING
+    binding = factories.binding(tenant_a, external_id="PN-WORKER")
+    set_tenant_credential(tenant_a.pk, "whatsapp_cloud", "ACCESS_TOKEN", "wa-token-worker")
+    set_tenant_credential(tenant_a.pk, "whatsapp_cloud", "PHONE_NUMBER_ID", "PN-WORKER")
+    return [
+        factories.conversation(tenant_a, binding=binding, contact_external_id=f"54911000000{i:02d}",
+                               last_inbound_at=timezone.now())
+        for i in range(4)
+    ]
+
+
+def _worker(tmp_path, provider, name="worker"):
+    return Worker(tmp_path / f"{name}.log", META_GRAPH_BASE=provider.url, RELAY_SPACING_SECONDS=SPACING,
+                  MESSAGE_BUFFER_SECONDS=0.5,
+                  RELAY_RETRY_BASE_SECONDS=0.05, RELAY_RETRY_MAX_SECONDS=0.2)
+
+
+def _check_spacing_and_order(provider, messages):
+    by_recipient = defaultdict(list)
+    for delivery in provider.deliveries():
+        by_recipient[delivery["json"]["to"]].append(delivery)
+    for recipient, deliveries in by_recipient.items():
+        times = [d["at"] for d in deliveries]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert all(gap >= SPACING - 0.005 for gap in gaps), (recipient, gaps)
+        expected = [m.text for m in messages if m.conversation.contact_external_id == recipient]
+        assert [d["json"]["text"]["body"] for d in deliveries] == expected
+    return by_recipient
+
+
+def test_parts_are_spaced_in_order_and_recipients_run_in_parallel(tmp_path, provider, conversations):
+    messages = []
+    for conversation in conversations[:2]:
+        messages += relay_parts(conversation=conversation, parts=[f"{conversation.pk}-{i}" for i in range(5)],
+                                role="agent")
+    with _worker(tmp_path, provider) as worker:
+        worker.wait_for(lambda: len(provider.deliveries()) == 10)
+    by_recipient = _check_spacing_and_order(provider, messages)
+    firsts = sorted(d[0]["at"] for d in by_recipient.values())
+    assert firsts[1] - firsts[0] < SPACING  # the second recipient did not wait for the first
+    assert ChatMessage.dangerously_unscoped.filter(status="sent").count() == 10
+
+
+def test_worker_killed_mid_queue_sends_every_message_exactly_once(tmp_path, provider, conversations):
+    messages = []
+    for conversation in conversations:
+        messages += relay_parts(conversation=conversation, parts=[f"{conversation.pk}-{i}" for i in range(6)],
+                                role="agent")
+    first = _worker(tmp_path, provider, "first").start()
+    try:
+        first.wait_for(lambda: len(provider.deliveries()) >= 6)
+    finally:
+        first.kill()
+    sent_before_restart = len(provider.deliveries())
+    assert sent_before_restart < len(messages), "the kill must land mid-queue"
+    with _worker(tmp_path, provider, "second") as second:
+        second.wait_for(lambda: ChatMessage.dangerously_unscoped.filter(status="sent").count() == len(messages))
+    keys = [d["headers"]["Idempotency-Key"] for d in provider.deliveries()]
+    assert sorted(keys) == sorted(str(m.idempotency_key) for m in messages)  # every message delivered, once
+    _check_spacing_and_order(provider, messages)
+
+
+def test_provider_500_then_200_through_the_worker(tmp_path, provider, conversations):
+    provider.script("/PN-WORKER/messages", [500, 503])
+    message = relay_parts(conversation=conversations[0], parts=["retry me"], role="agent")[0]
+    with _worker(tmp_path, provider) as worker:
+        worker.wait_for(lambda: ChatMessage.dangerously_unscoped.get(pk=message.pk).status == "sent")
+    assert len(provider.deliveries()) == 1 and len(provider.requests) == 3
+    assert ChatMessage.dangerously_unscoped.get(pk=message.pk).attempts == 3
+
+
+def test_webhook_burst_to_one_reply_through_a_real_worker(tmp_path, provider, conversations, client, settings,
+                                                          agent_a, model_a):
+    """Webhook → durable buffer (0.5 s) → worker → real run_turn (fake model) → relay → provider."""
+    from tests.fakes.openai_server import Reply
+    from tests.messaging.helpers import post_meta, whatsapp_text
+
+    settings.MESSAGE_BUFFER_SECONDS = 0.5
+    binding = conversations[0].binding
+    binding.agent = agent_a
+    binding.save()
+    model_a.push(Reply.text("¡Hola! ||| Sí, tenemos talle 42."))
+    for text in ("hola", "tienen talle 42?"):
+        assert post_meta(client, whatsapp_text(binding.external_id, "5491199999999", text)).status_code == 200
+    with _worker(tmp_path, provider) as worker:
+        worker.wait_for(lambda: len(provider.deliveries()) == 2)
+    assert provider.texts() == ["¡Hola!", "Sí, tenemos talle 42."]
+    assert {d["json"]["to"] for d in provider.deliveries()} == {"5491199999999"}
+    assert len(model_a.requests) == 1 and model_a.messages()[-1]["content"] == "hola\ntienen talle 42?"
+    deliveries = provider.deliveries()
+    assert deliveries[1]["at"] - deliveries[0]["at"] >= SPACING - 0.005
