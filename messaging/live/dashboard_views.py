@@ -25,29 +25,29 @@ def _scope(request):
     return ([chosen.pk] if chosen else None), chosen, tenants
 
 
+def _figure(figure_id: str, draw, title: str, **kwargs) -> dict:
+    return {"id": figure_id, "title": title, "chart": draw(title=title, **kwargs)}
+
+
 def dashboard_figures(tenant_ids, days) -> list[dict]:
     assistance = metrics.assistance(tenant_ids, days)
     usage = metrics.usage(tenant_ids, days)
     latency = metrics.turn_latency(tenant_ids, days)
     return [
-        {"id": "conversations", "chart": charts.bar_chart(
-            title="Conversations per channel per day", days=days,
-            series=metrics.conversations_per_channel(tenant_ids, days) or {"none": [0] * len(days)})},
-        {"id": "messages", "chart": charts.line_chart(
-            title="Messages in and out per day", days=days, series=metrics.messages_in_out(tenant_ids, days))},
-        {"id": "assistance", "chart": charts.bar_chart(
-            title="Assistance reports per day (sales, support...)", days=days,
-            series=assistance["counts"] or {"none": [0] * len(days)})},
-        {"id": "score", "chart": charts.line_chart(
-            title="Average assistance score per day (0 to 1)", days=days,
-            series=assistance["average_score"] or {"none": [None] * len(days)}, top=1)},
-        {"id": "latency", "chart": charts.line_chart(
-            title="Agent turn latency per day (ms)", days=days,
-            series={"average": latency["average_ms"], "slowest": latency["max_ms"]}, unit=" ms")},
-        {"id": "cost", "chart": charts.bar_chart(
-            title="Token cost per day (USD)", days=days, series={"cost": usage["cost"]}, unit="$")},
-        {"id": "failures", "chart": charts.bar_chart(
-            title="Failed deliveries per day", days=days, series=metrics.failed_deliveries(tenant_ids, days))},
+        _figure("conversations", charts.bar_chart, "Conversations per channel per day", days=days,
+                series=metrics.conversations_per_channel(tenant_ids, days) or {"none": [0] * len(days)}),
+        _figure("messages", charts.line_chart, "Messages in and out per day", days=days,
+                series=metrics.messages_in_out(tenant_ids, days)),
+        _figure("assistance", charts.bar_chart, "Assistance reports per day (sales, support)", days=days,
+                series=assistance["counts"] or {"none": [0] * len(days)}),
+        _figure("score", charts.line_chart, "Average assistance score per day (0 to 1)", days=days,
+                series=assistance["average_score"] or {"none": [None] * len(days)}, top=1),
+        _figure("latency", charts.line_chart, "Agent turn latency per day (ms)", days=days,
+                series={"average": latency["average_ms"], "slowest": latency["max_ms"]}, unit=" ms"),
+        _figure("cost", charts.bar_chart, "Token cost per day (USD)", days=days,
+                series={"cost": usage["cost"]}, unit="$"),
+        _figure("failures", charts.bar_chart, "Failed deliveries per day", days=days,
+                series=metrics.failed_deliveries(tenant_ids, days)),
     ]
 
 
