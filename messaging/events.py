@@ -10,12 +10,14 @@ breaks the webhook or job that caused it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
 
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,11 @@ _local = threading.local()
 
 def publish(tenant_id: int, conversation_id: int | None, kind: str, **data) -> None:
     """Publish once the current transaction commits (at once outside a transaction)."""
-    payload = {"kind": kind, "tenant_id": tenant_id, "conversation_id": conversation_id, **data}
+    # The PostgreSQL and Redis layers serialize with msgpack: UUIDs, datetimes and Decimals
+    # (e.g. a message's sent_by) must become plain JSON values first.
+    payload = json.loads(json.dumps(
+        {"kind": kind, "tenant_id": tenant_id, "conversation_id": conversation_id, **data}, cls=DjangoJSONEncoder
+    ))
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         _send_all([(tenant_id, conversation_id, payload)])

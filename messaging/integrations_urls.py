@@ -1,3 +1,25 @@
-"""Routes for the staff experience (filled by the staff-experience work)."""
+"""Connect flows: admin buttons, the JSON API (under api/v1/) and the Tienda Nube webhook."""
 
-urlpatterns = []
+from django.contrib import admin
+from django.urls import path
+
+from messaging.integrations import views
+from messaging.live import metrics_api
+
+urlpatterns = [
+    path("admin/integrations/tiendanube/install/", admin.site.admin_view(views.tiendanube_install),
+         name="tiendanube-install"),
+    path("admin/integrations/tiendanube/callback/", admin.site.admin_view(views.tiendanube_callback),
+         name="tiendanube-callback"),
+    path("admin/integrations/meta/", admin.site.admin_view(views.meta_start), name="meta-start"),
+    path("admin/integrations/meta/callback/", admin.site.admin_view(views.meta_callback), name="meta-callback"),
+    path("api/v1/integrations/tiendanube/connect", views.TiendaNubeConnectAPI.as_view(), name="tiendanube-connect"),
+    path("api/v1/integrations/meta/connect", views.MetaConnectAPI.as_view(), name="meta-connect"),
+    path("api/v1/integrations/status", views.IntegrationsStatusAPI.as_view(), name="integrations-status"),
+    path("api/v1/metrics/conversations/", metrics_api.ConversationMetricsAPI.as_view(), name="metrics-conversations"),
+    path("api/v1/metrics/messages/", metrics_api.MessageMetricsAPI.as_view(), name="metrics-messages"),
+    path("api/v1/metrics/deliveries/", metrics_api.DeliveryMetricsAPI.as_view(), name="metrics-deliveries"),
+    path("api/v1/metrics/turn-latency/", metrics_api.TurnLatencyMetricsAPI.as_view(), name="metrics-turn-latency"),
+    path("webhooks/tiendanube/", views.TiendaNubeWebhook.as_view(), name="tiendanube-webhook"),
+    path("webhooks/tiendanube/<path:topic>/", views.TiendaNubeWebhook.as_view(), name="tiendanube-webhook-topic"),
+]

@@ -10,6 +10,18 @@ from tenants.models import Tenant, User
 from vault.credentials import invalidate_cache
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hasher():
+    # Staff fixtures hash passwords; PBKDF2 costs ~1 s per user on a loaded 2-core machine.
+    # Session-wide and before anything forks (the browser tests' server must verify them too).
+    from django.conf import settings
+
+    original = settings.PASSWORD_HASHERS
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *original]
+    yield
+    settings.PASSWORD_HASHERS = original
+
+
 @pytest.fixture(autouse=True)
 def _fresh_vault_cache():
     invalidate_cache()

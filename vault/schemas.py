@@ -42,7 +42,12 @@ CATEGORY_SCHEMAS: dict[str, dict[str, CredentialName]] = {
         CredentialName("WEBHOOK_SECRET"),
         CredentialName("FROM_NUMBER", secret=False),
     ),
-    "meta": _schema(CredentialName("USER_TOKEN"), CredentialName("PAGE_TOKEN", required=False)),
+    "meta": _schema(
+        CredentialName("USER_TOKEN"),
+        CredentialName("PAGE_TOKEN", required=False),
+        # JSON {page_id: page token} when the tenant connected several pages (Meta connect).
+        CredentialName("PAGE_TOKENS", required=False),
+    ),
 }
 
 CATEGORY_LABELS = {

@@ -53,8 +53,17 @@ def test_instantiate_errors(api_a, tenant_a, openai_key):
     assert missing.status_code == 404 and "Valid: sales, support, leads" in missing.json()["detail"]
     bad_model = api_a.post("/api/v1/templates/sales/instantiate/", {"model_version": "gpt-4"}, format="json")
     assert bad_model.status_code == 400 and "model_version" in bad_model.json()["errors"]
-    no_rag = api_a.post("/api/v1/templates/support/instantiate/", {}, format="json")
-    assert no_rag.status_code == 400 and "rag_search" in no_rag.json()["detail"]
+    unknown_tool = api_a.post(
+        "/api/v1/templates/support/instantiate/", {"enabled_tools": ["rag_search", "no_such_tool"]}, format="json"
+    )
+    assert unknown_tool.status_code == 400 and "no_such_tool" in unknown_tool.json()["detail"]
+
+
+def test_support_template_gets_the_knowledge_base_tool(api_a, openai_key):
+    """rag_search is contributed by the rag app through the registry."""
+    created = api_a.post("/api/v1/templates/support/instantiate/", {}, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["enabled_tools"] == ["rag_search"]
 
 
 def test_instantiate_without_key_is_refused(api_a):

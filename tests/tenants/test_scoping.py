@@ -117,3 +117,17 @@ async def test_concurrent_tasks_never_see_each_others_scope(tenant_a, tenant_b):
         await sync_to_async(connections.close_all)()
     assert seen == {tenant_a.pk: {tenant_a.pk}, tenant_b.pk: {tenant_b.pk}}
     assert current_tenant_id() is None
+
+
+def test_related_managers_follow_the_parents_tenant(tenant_a, tenant_b):
+    """conversation.messages works outside a scope (the parent constrains the rows), and inside
+    another tenant's scope it shows nothing."""
+    from tests.messaging.factories import conversation, message
+
+    conv = conversation(tenant_a)
+    mine = message(tenant_a, conversation=conv)
+    assert list(conv.messages.all()) == [mine]
+    with tenant_scope(tenant_a.pk):
+        assert list(conv.messages.all()) == [mine]
+    with tenant_scope(tenant_b.pk):
+        assert list(conv.messages.all()) == []
