@@ -189,7 +189,13 @@ def connect(*, tenant_id: int, code: str, redirect_uri: str, page_ids: list[str]
     page_results = [{"id": p["id"], "name": p.get("name", ""),
                      "instagram_business_account": (p.get("instagram_business_account") or {}).get("id"),
                      "subscription_error": subscribe_page(p)} for p in chosen]
-    page_tokens = {p["id"]: p["access_token"] for p in chosen if p.get("access_token")}
+    page_tokens = {}
+    for page in chosen:
+        if page.get("access_token"):
+            page_tokens[page["id"]] = page["access_token"]
+            instagram_id = (page.get("instagram_business_account") or {}).get("id")
+            if instagram_id:  # Instagram replies go out with the linked page's token
+                page_tokens[instagram_id] = page["access_token"]
     with transaction.atomic():
         vault.set_tenant_credential(tenant_id, "meta", "USER_TOKEN", user_token, expires_at=expires_at)
         if page_tokens:

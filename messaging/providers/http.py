@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 
 from messaging.providers.base import DeliveryError, SendResult, post_json, register_provider
@@ -20,6 +22,23 @@ def _headers(message, extra: dict) -> dict:
     return {"Idempotency-Key": str(message.idempotency_key), **extra}
 
 
+def _page_token(tenant_id: int, conversation) -> str:
+    """The token of the page (or of the page behind the Instagram account) this binding is for.
+
+    Meta connect stores one token per page in PAGE_TOKENS (keyed by page id and by the page's
+    Instagram business account id); PAGE_TOKEN is the single-page fallback."""
+    external_id = conversation.binding.external_id if conversation.binding_id else ""
+    mapping = get_optional_credential(tenant_id, "meta", "PAGE_TOKENS") if external_id else None
+    if mapping:
+        try:
+            token = json.loads(mapping).get(external_id)
+        except (ValueError, AttributeError):
+            token = None
+        if token:
+            return token
+    return _credential(tenant_id, "meta", "PAGE_TOKEN")
+
+
 class MetaDirect:
     name = "meta_direct"
     spaced = True
@@ -27,7 +46,7 @@ class MetaDirect:
     def send(self, *, message, conversation) -> SendResult:
         if conversation.channel_source == "whatsapp":
             return self._whatsapp(message, conversation)
-        token = _credential(message.tenant_id, "meta", "PAGE_TOKEN")
+        token = _page_token(message.tenant_id, conversation)
         body, status = post_json(
             f"{settings.META_GRAPH_BASE}/me/messages",
             json={

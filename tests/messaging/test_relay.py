@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import json
+
 import httpx
 import pytest
 import respx
@@ -223,3 +225,20 @@ def test_send_keeps_real_spacing_after_a_late_previous_send(wa_conversation, mon
     DeliveryLane.dangerously_unscoped.filter(pk=lane.pk).update(last_sent_at=timezone.now() - timedelta(seconds=3.5))
     assert _run(message) == "sent"
     assert slept and 0 < slept[0] <= 0.5
+
+
+@respx.mock
+@pytest.mark.parametrize("channel,external_id,token", [
+    ("facebook", "PAGE-2", "page-token-2"), ("instagram", "IG-2", "page-token-2"), ("facebook", "PAGE-X", "page-token-1"),
+])
+def test_each_page_replies_with_its_own_token(tenant_a, channel, external_id, token):
+    """Meta connect stores a token per page (and per linked Instagram account); unknown ids fall back."""
+    set_tenant_credential(tenant_a.pk, "meta", "PAGE_TOKEN", "page-token-1")
+    set_tenant_credential(tenant_a.pk, "meta", "PAGE_TOKENS", json.dumps(
+        {"PAGE-1": "page-token-1", "PAGE-2": "page-token-2", "IG-2": "page-token-2"}))
+    binding = factories.binding(tenant_a, channel_source=channel, external_id=external_id)
+    conversation = factories.conversation(tenant_a, channel_source=channel, binding=binding, contact_external_id="PSID7")
+    route = respx.post(f"{GRAPH}/me/messages").mock(
+        return_value=httpx.Response(200, json={"recipient_id": "PSID7", "message_id": "m_OUT2"}))
+    assert _run(_queued(conversation)) == "sent"
+    assert route.calls.last.request.headers["Authorization"] == f"Bearer {token}"

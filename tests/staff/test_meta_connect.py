@@ -89,7 +89,9 @@ def test_connect_stores_tokens_subscribes_the_page_and_binds_channels(api_a, ten
     assert user_token.value == LONG_TOKEN
     assert timedelta(days=59) < user_token.expires_at - timezone.now() < timedelta(days=61)
     assert get_tenant_credential_sync(tenant_a.pk, "meta", "PAGE_TOKEN") == PAGE_TOKEN
-    assert json.loads(get_tenant_credential_sync(tenant_a.pk, "meta", "PAGE_TOKENS")) == {"1770001": PAGE_TOKEN}
+    # Keyed by page id and by the page's Instagram business account id (replies on Instagram use it).
+    assert json.loads(get_tenant_credential_sync(tenant_a.pk, "meta", "PAGE_TOKENS")) == {
+        "1770001": PAGE_TOKEN, "17841400000000001": PAGE_TOKEN}
     assert get_tenant_credential_sync(tenant_a.pk, "whatsapp_cloud", "PHONE_NUMBER_ID") == "106540352242922"
     bindings = set(ChannelBinding.objects.for_tenant(tenant_a.pk).values_list("provider", "channel_source", "external_id"))
     assert bindings == {("meta_direct", "facebook", "1770001"), ("meta_direct", "instagram", "17841400000000001"),
