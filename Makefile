@@ -19,7 +19,7 @@ help:
 	@echo "make test        install dev requirements into .venv and run the test suite"
 	@echo "make prod        production layout: gunicorn (HTTP) + daphne (/ws/) + worker"
 	@echo "make bench       run the benchmarks in bench/ (results: bench/README.md)"
-	@echo "make screenshots write docs/screenshots/*.png from a running demo"
+	@echo "make screenshots write docs/screenshots/*.png (headless chromium on a seeded demo tenant)"
 
 check-python:
 	@if [ -z "$(PYTHON)" ]; then \
