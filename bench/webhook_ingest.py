@@ -3,7 +3,11 @@ insert, conversation upsert, buffer job check/defer, in one transaction) against
 view and the floor (signature check + one insert) on the same server, same run, same load.
 
 Layouts: production (gunicorn WSGI, 2 processes x 8 threads) and `make up`'s single daphne.
-Writes bench/results/webhook_ingest.json. Usage: .venv/bin/python bench/webhook_ingest.py [seconds]
+Writes bench/results/webhook_ingest.json.
+Usage: .venv/bin/python bench/webhook_ingest.py [seconds] [gunicorn|daphne] [--python-load]
+The load comes from wrk when it is installed (`apt-get install wrk`; C, one thread), else from the
+Python generator in msg_common, which takes most of a core and caps the server (`--python-load`
+forces it, to compare).
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import uuid
 from pathlib import Path
 
 from msg_common import ROOT, RssSampler, child_env, http_request, load, reset_scratch_database, setup_django, stop
-from msg_common import wait_for_port
+from msg_common import load_wrk, wait_for_port, wrk_available
 
-SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 15
+_args = [a for a in sys.argv[1:] if not a.startswith("--")]
+SECONDS = float(_args[0]) if _args else 15
+ONLY = _args[1] if len(_args) > 1 else ""
+USE_WRK = "--python-load" not in sys.argv
 PORT = 8765
 SECRET = b"bench-app-secret"
 PHONE_NUMBER_ID = "BENCH-PN"
@@ -86,7 +93,11 @@ def main() -> int:
     env = child_env(database_url, DJANGO_SETTINGS_MODULE="msg_settings",
                     PYTHONPATH=f"{ROOT / 'bench'}:{ROOT}")
     results = {"seconds_per_target": SECONDS, "concurrency": 10, "layouts": {}}
+    use_wrk = USE_WRK and wrk_available()
+    results["generator"] = "wrk" if use_wrk else "python"
     for layout, command in LAYOUTS.items():
+        if ONLY and not layout.startswith(ONLY):
+            continue
         log = open(ROOT / "bench" / "results" / f"webhook_ingest_{layout.split()[0]}.log", "w")
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -95,7 +106,11 @@ def main() -> int:
             with RssSampler(server=server.pid) as rss:
                 for name, make in TARGETS.items():
                     load("127.0.0.1", PORT, make, seconds=2)  # warm-up: connections, imports, caches
-                    figures[name] = load("127.0.0.1", PORT, make, seconds=SECONDS)
+                    if use_wrk:
+                        figures[name] = load_wrk("127.0.0.1", PORT, make, seconds=SECONDS,
+                                                 expected_rps=8000 if name == "bare view" else 3000)
+                    else:
+                        figures[name] = load("127.0.0.1", PORT, make, seconds=SECONDS)
                     print(f"{layout:28} {name:26} {figures[name]}", flush=True)
             webhook, bare, floor = figures["Meta webhook"], figures["bare view"], figures["floor (HMAC + 1 insert)"]
             figures["webhook / bare"] = round(webhook["rps"] / bare["rps"], 3)

@@ -29,17 +29,23 @@ logger = logging.getLogger(__name__)
 WHATSAPP_WINDOW = timedelta(hours=24)
 
 
+BUFFER_LOCK_PREFIX = "buffer:"
+
+
 def buffer_lock(conversation_id: int) -> str:
-    return f"buffer:{conversation_id}"
+    return f"{BUFFER_LOCK_PREFIX}{conversation_id}"
 
 
-def ensure_buffer_job(conversation: ChatConversation, due_at) -> bool:
+def ensure_buffer_job(conversation: ChatConversation, due_at, *, known_waiting: bool | None = None) -> bool:
     """Make sure one buffer job waits for the conversation (look first: deferring into a taken
-    queueing lock costs a unique violation and a savepoint rollback, see STACK.md)."""
+    queueing lock costs a unique violation and a savepoint rollback, see STACK.md). The webhook
+    has already looked in its one statement and passes `known_waiting`."""
     from messaging.tasks import answer_conversation
 
     lock = buffer_lock(conversation.pk)
-    if ProcrastinateJob.objects.filter(queueing_lock=lock, status="todo").exists():
+    if known_waiting is None:
+        known_waiting = ProcrastinateJob.objects.filter(queueing_lock=lock, status="todo").exists()
+    if known_waiting:
         return False
     try:
         with transaction.atomic():

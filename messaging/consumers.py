@@ -5,7 +5,9 @@ Authenticated by the Django session (AuthMiddlewareStack); the tenant comes from
 accepted and closed at once with code 4404, with nothing sent. Client frames are JSON objects
 with a `type`; a frame that is not JSON or has an unknown type answers an error frame and the
 connection stays up. Server frames: {"type": "event", "kind": ..., ...} for live events
-(published by messaging.events), "ack" for a handled request, "error", "pong".
+(published by messaging.events, delivered by this process's messaging.live.bus; a
+{"type": "event", "kind": "resync"} frame says events may have been missed and the screen should
+reload its snapshot), "ack" for a handled request, "error", "pong".
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 
 from messaging.live import actions
+from messaging.live.bus import bus
 from tenants.resolution import resolve_tenant
 
 logger = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ class StaffSocket(AsyncWebsocketConsumer):
         if groups is None:
             return await self._refuse(CLOSE_NOT_FOUND)
         for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await bus().join(group, self)
             self.groups_joined.append(group)
         await self.accept()
 
@@ -60,7 +63,7 @@ class StaffSocket(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            bus().leave(group, self)
 
     async def groups_for_connection(self) -> list[str] | None:
         raise NotImplementedError

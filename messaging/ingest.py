@@ -25,7 +25,7 @@ from messaging.models import (
     Role,
     WebhookEvent,
 )
-from messaging.upserts import insert_message_once, upsert_conversation_row
+from messaging.upserts import insert_message_once, record_inbound_rows, upsert_conversation_row
 from messaging.webhooks.normalized import HumanReply, InboundMessage, ReadUpTo, StatusUpdate
 from tenants.scoping import tenant_scope
 
@@ -54,53 +54,68 @@ def seen_event(*, tenant_id: int, provider: str, event_id: str) -> bool:
         return insert_once(WebhookEvent, tenant_id=tenant_id, provider=provider, event_id=event_id[:200]) is None
 
 
+def _conversation_row(*, binding: ChannelBinding, channel_source: str, contact_id: str, contact_name: str = "",
+                      chatwoot_id: str = "", account_id: str = "", inbound_at=None,
+                      buffer_due_at=None) -> ChatConversation:
+    return ChatConversation(
+        tenant_id=binding.tenant_id, binding_id=binding.pk, agent_id=binding.agent_id, provider=binding.provider,
+        channel_source=channel_source, contact_external_id=contact_id, contact_name=contact_name,
+        external_chatwoot_id=chatwoot_id, external_account_id=account_id, last_inbound_at=inbound_at,
+        last_message_at=inbound_at, buffer_due_at=buffer_due_at,
+    )
+
+
 def upsert_conversation(*, binding: ChannelBinding, channel_source: str, contact_id: str, contact_name: str = "",
                         chatwoot_id: str = "", account_id: str = "", inbound_at=None,
                         buffer_due_at=None) -> ChatConversation:
     """The contact's conversation on this provider and channel (one statement), locked for this
     transaction. `inbound_at` / `buffer_due_at` record an inbound message at the same time."""
-    return upsert_conversation_row(ChatConversation(
-        tenant_id=binding.tenant_id, binding_id=binding.pk, agent_id=binding.agent_id, provider=binding.provider,
-        channel_source=channel_source, contact_external_id=contact_id, contact_name=contact_name,
-        external_chatwoot_id=chatwoot_id, external_account_id=account_id, last_inbound_at=inbound_at,
-        last_message_at=inbound_at, buffer_due_at=buffer_due_at,
+    return upsert_conversation_row(_conversation_row(
+        binding=binding, channel_source=channel_source, contact_id=contact_id, contact_name=contact_name,
+        chatwoot_id=chatwoot_id, account_id=account_id, inbound_at=inbound_at, buffer_due_at=buffer_due_at,
     ))
 
 
 def record_inbound(*, binding: ChannelBinding, event: InboundMessage, now=None, buffer_seconds=None):
     """Store one inbound message (None if it is a duplicate) and arm the buffer for it.
 
-    Four statements for a new message: the conversation upsert (which locks its row, so a buffer
-    job decides after us), the message insert (ON CONFLICT DO NOTHING), the pending-job check,
-    and the commit; a job is deferred only for the first message of a burst.
+    One statement for a new message (conversation upsert, which locks its row so a buffer job
+    decides after us; message insert ON CONFLICT DO NOTHING; the pending-job check), then the
+    commit; a job is deferred only for the first message of a burst, in the same transaction.
     """
     now = now or timezone.now()
     # A replayed old delivery must not reopen the 24 h window: the provider's time counts.
     inbound_at = min(event.sent_at, now) if event.sent_at else now
     due = buffer.due_time(now, buffer_seconds) if event.triggers_turn else None
     with tenant_scope(binding.tenant_id), transaction.atomic():
-        conversation = upsert_conversation(
+        conversation = _conversation_row(
             binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,
             contact_name=event.contact_name, chatwoot_id=event.external_chatwoot_id,
             account_id=event.external_account_id, inbound_at=inbound_at, buffer_due_at=due,
         )
-        message = _insert_inbound(conversation, binding.provider, event, now)
-        if message is not None and event.triggers_turn:
-            buffer.ensure_buffer_job(conversation, conversation.buffer_due_at)
-        if message is not None:
-            events.message_created(message)
-            events.conversation_updated(conversation)
+        message = _inbound_row(conversation, binding.provider, event, now)
+        _, due_at, message_id, waiting = record_inbound_rows(conversation, message, buffer.BUFFER_LOCK_PREFIX)
+        if message_id is None:
+            return None
+        if event.triggers_turn:
+            buffer.ensure_buffer_job(conversation, due_at, known_waiting=waiting)
+        events.message_created(message)
+        events.conversation_updated(conversation)
     return message
 
 
-def _insert_inbound(conversation, provider, event: InboundMessage, now):
+def _inbound_row(conversation, provider, event: InboundMessage, now) -> ChatMessage:
     customer = event.triggers_turn
-    return insert_message_once(ChatMessage(
-        tenant_id=conversation.tenant_id, conversation=conversation, direction=Direction.IN,
+    return ChatMessage(
+        tenant_id=conversation.tenant_id, conversation_id=conversation.pk, direction=Direction.IN,
         role=Role.CUSTOMER if customer else Role.SYSTEM, text=event.text, attachments=event.attachments,
         provider=provider, provider_message_id=event.provider_message_id[:200], status=MessageStatus.RECEIVED,
         answered_at=None if customer else now,
-    ))
+    )
+
+
+def _insert_inbound(conversation, provider, event: InboundMessage, now):
+    return insert_message_once(_inbound_row(conversation, provider, event, now))
 
 
 def store_inbound(*, conversation: ChatConversation, provider: str, event: InboundMessage, now,

@@ -65,3 +65,49 @@ def upsert_conversation_row(conversation: ChatConversation) -> ChatConversation:
         "RETURNING *"
     )
     return list(ChatConversation.dangerously_unscoped.raw(sql, params))[0]
+
+
+_INBOUND_SQL: dict[tuple, str] = {}
+
+
+def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, pending_lock_prefix: str):
+    """The webhook's whole write in one statement: upsert the conversation (its row stays locked
+    until commit, so a buffer job decides after us), insert the message unless its provider id
+    is known, and tell whether a buffer job already waits for the conversation.
+
+    Returns (conversation_id, buffer_due_at, message_id or None for a duplicate, job_waiting).
+    """
+    conversation._assign_tenant_from_scope()
+    message._assign_tenant_from_scope()
+    conversation_columns, conversation_params = _values(conversation)
+    message.conversation_id = 0  # replaced by the upserted conversation's id in SQL
+    message_columns, message_params = _values(message)
+    link = message_columns.index(connection.ops.quote_name("conversation_id"))
+    del message_params[link]
+    key = (tuple(conversation_columns), tuple(message_columns))
+    sql = _INBOUND_SQL.get(key)
+    if sql is None:
+        placeholders = ["%s"] * len(message_columns)
+        placeholders[link] = "(SELECT id FROM conv)"
+        sql = _INBOUND_SQL[key] = (
+            f"WITH conv AS (INSERT INTO {ChatConversation._meta.db_table} AS t ({', '.join(conversation_columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(conversation_columns))}) "
+            f"ON CONFLICT (tenant_id, provider, channel_source, contact_external_id) DO UPDATE SET {_CONVERSATION_UPDATE} "
+            "RETURNING t.id, t.buffer_due_at), "
+            f"msg AS (INSERT INTO {ChatMessage._meta.db_table} ({', '.join(message_columns)}) "
+            f"VALUES ({', '.join(placeholders)}) "
+            "ON CONFLICT (tenant_id, provider, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING "
+            "RETURNING id) "
+            "SELECT conv.id, conv.buffer_due_at, (SELECT id FROM msg), EXISTS (SELECT 1 FROM procrastinate_jobs j "
+            "WHERE j.queueing_lock = %s || conv.id::text AND j.status = 'todo') FROM conv"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*conversation_params, *message_params, pending_lock_prefix])
+        conversation_id, due_at, message_id, waiting = cursor.fetchone()
+    conversation.pk, message.conversation_id = conversation_id, conversation_id
+    conversation.buffer_due_at = due_at
+    conversation._state.adding = False
+    if message_id is not None:
+        message.pk = message_id
+        message._state.adding = False
+    return conversation_id, due_at, message_id, waiting

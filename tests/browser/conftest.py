@@ -1,8 +1,8 @@
 """Browser tests: Playwright for Python driving Debian's chromium against a live daphne.
 
 The server is daphne in a forked process (channels' DaphneProcess) serving the real ASGI app
-(HTTP + websockets) against the test database, with the PostgreSQL channel layer pointed at the
-test database too, so events published by any process reach the browser as in production.
+(HTTP + websockets) against the test database; its live-event listener LISTENs on the test
+database, so events published by any process reach the browser as in production.
 
 Chromium is never downloaded: Playwright drives /usr/bin/chromium (Debian's package). Locally a
 missing chromium skips these tests with the reason; under CI (CI=true) it fails them.
@@ -62,18 +62,6 @@ class LiveServer:
     ws_url: str
 
 
-def point_channel_layer_at(database_name: str) -> None:
-    """The layer's CONFIG copies the default DB settings at import, before the test database
-    existed; both the test process and the forked server must use the test database."""
-    from channels.layers import channel_layers
-    from django.conf import settings
-
-    layer = settings.CHANNEL_LAYERS["default"]
-    if "NAME" in layer.get("CONFIG", {}):
-        layer["CONFIG"]["NAME"] = database_name
-    channel_layers.backends = {}
-
-
 # Settings of the served app (applied in the server process only): known webhook secrets, no
 # buffer wait, and a fast relay, so what the browser sees does not wait on wall-clock time.
 SERVER_SETTINGS = {
@@ -100,7 +88,6 @@ def _server_process_setup(database_name: str) -> None:
 
     for conn in connections.all(initialized_only=True):
         conn.connection = None
-    point_channel_layer_at(database_name)
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +100,6 @@ def live_asgi_server(django_db_setup, django_db_blocker):
     from django.db import connection
 
     database_name = connection.settings_dict["NAME"]
-    point_channel_layer_at(database_name)
     process = DaphneProcess(
         "127.0.0.1",
         partial(make_application, static_wrapper=ASGIStaticFilesHandler),

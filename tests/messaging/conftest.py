@@ -14,7 +14,6 @@ def _messaging_settings(settings):
     settings.RELAY_RETRY_MAX_SECONDS = 0.05
     settings.META_GRAPH_BASE = "https://graph.test/v23.0"
     settings.YCLOUD_API_BASE = "https://ycloud.test/v2"
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
 @pytest.fixture
