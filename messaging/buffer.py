@@ -36,16 +36,14 @@ def buffer_lock(conversation_id: int) -> str:
     return f"{BUFFER_LOCK_PREFIX}{conversation_id}"
 
 
-def ensure_buffer_job(conversation: ChatConversation, due_at, *, known_waiting: bool | None = None) -> bool:
+def ensure_buffer_job(conversation: ChatConversation, due_at) -> bool:
     """Make sure one buffer job waits for the conversation (look first: deferring into a taken
-    queueing lock costs a unique violation and a savepoint rollback, see STACK.md). The webhook
-    has already looked in its one statement and passes `known_waiting`."""
+    queueing lock costs a unique violation and a savepoint rollback, see STACK.md). The webhook's
+    own one-statement write does the same in SQL (messaging.upserts.record_inbound_rows)."""
     from messaging.tasks import answer_conversation
 
     lock = buffer_lock(conversation.pk)
-    if known_waiting is None:
-        known_waiting = ProcrastinateJob.objects.filter(queueing_lock=lock, status="todo").exists()
-    if known_waiting:
+    if ProcrastinateJob.objects.filter(queueing_lock=lock, status="todo").exists():
         return False
     try:
         with transaction.atomic():

@@ -91,6 +91,18 @@ def publish(tenant_id: int, conversation_id: int | None, kind: str, **data) -> N
     batch.items.append(event)
 
 
+def inbound_notify_sql(tenant: str, conversation: str, message: str) -> str:
+    """SQL that publishes message.created + conversation.updated from inside a statement, for the
+    webhook's one-statement write; the arguments are SQL expressions for the three ids."""
+    return (
+        f"pg_notify('{CHANNEL}', json_build_array("
+        f"json_build_object('kind', '{MESSAGE_CREATED}', 'tenant_id', {tenant}, 'conversation_id', {conversation}, "
+        f"'message_id', {message}), "
+        f"json_build_object('kind', '{CONVERSATION_UPDATED}', 'tenant_id', {tenant}, 'conversation_id', {conversation})"
+        ")::text)"
+    )
+
+
 def message_created(message) -> None:
     publish(message.tenant_id, message.conversation_id, MESSAGE_CREATED, message_id=message.pk)
 

@@ -79,29 +79,29 @@ def upsert_conversation(*, binding: ChannelBinding, channel_source: str, contact
 def record_inbound(*, binding: ChannelBinding, event: InboundMessage, now=None, buffer_seconds=None):
     """Store one inbound message (None if it is a duplicate) and arm the buffer for it.
 
-    One statement for a new message (conversation upsert, which locks its row so a buffer job
-    decides after us; message insert ON CONFLICT DO NOTHING; the pending-job check), then the
-    commit; a job is deferred only for the first message of a burst, in the same transaction.
+    One statement, one round trip (messaging.upserts.record_inbound_rows): the conversation
+    upsert, which locks its row so a buffer job decides after us; the message insert ON CONFLICT
+    DO NOTHING; the buffer job, deferred only for the first message of a burst; the live events.
     """
+    from messaging.tasks import answer_conversation
+
     now = now or timezone.now()
     # A replayed old delivery must not reopen the 24 h window: the provider's time counts.
     inbound_at = min(event.sent_at, now) if event.sent_at else now
     due = buffer.due_time(now, buffer_seconds) if event.triggers_turn else None
-    with tenant_scope(binding.tenant_id), transaction.atomic():
+    with tenant_scope(binding.tenant_id):
         conversation = _conversation_row(
             binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,
             contact_name=event.contact_name, chatwoot_id=event.external_chatwoot_id,
             account_id=event.external_account_id, inbound_at=inbound_at, buffer_due_at=due,
         )
         message = _inbound_row(conversation, binding.provider, event, now)
-        _, due_at, message_id, waiting = record_inbound_rows(conversation, message, buffer.BUFFER_LOCK_PREFIX)
-        if message_id is None:
-            return None
-        if event.triggers_turn:
-            buffer.ensure_buffer_job(conversation, due_at, known_waiting=waiting)
-        events.message_created(message)
-        events.conversation_updated(conversation)
-    return message
+        _, _, message_id = record_inbound_rows(
+            conversation, message, job_queue=answer_conversation.queue, job_task=answer_conversation.name,
+            lock_prefix=buffer.BUFFER_LOCK_PREFIX, want_job=event.triggers_turn,
+            notify_sql=events.inbound_notify_sql("conv.tenant_id", "conv.id", "m.id"),
+        )
+    return message if message_id is not None else None
 
 
 def _inbound_row(conversation, provider, event: InboundMessage, now) -> ChatMessage:

@@ -6,7 +6,8 @@ the model's own fields (defaults and auto_now included), so no column list is wr
 
 from __future__ import annotations
 
-from django.db import connection
+import psycopg
+from django.db import IntegrityError, connection, transaction
 
 from messaging.models import ChatConversation, ChatMessage
 
@@ -70,12 +71,19 @@ def upsert_conversation_row(conversation: ChatConversation) -> ChatConversation:
 _INBOUND_SQL: dict[tuple, str] = {}
 
 
-def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, pending_lock_prefix: str):
-    """The webhook's whole write in one statement: upsert the conversation (its row stays locked
-    until commit, so a buffer job decides after us), insert the message unless its provider id
-    is known, and tell whether a buffer job already waits for the conversation.
+def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, *, job_queue: str, job_task: str,
+                        lock_prefix: str, want_job: bool, notify_sql: str):
+    """The webhook's whole write in one statement, its own transaction (one round trip):
 
-    Returns (conversation_id, buffer_due_at, message_id or None for a duplicate, job_waiting).
+    - upsert the conversation (its row stays locked until commit, so a buffer job decides after us);
+    - insert the message unless its provider id is known (the de-duplication);
+    - for a new message that wants a turn, defer the buffer job through procrastinate's own SQL
+      function, unless one already waits for the conversation (look first: STACK.md);
+    - publish the live events (NOTIFY: delivered on commit, like everything else here).
+
+    Returns (conversation_id, buffer_due_at, message_id or None for a duplicate). Two webhooks of
+    one conversation racing for the job's queueing lock: the loser's statement fails whole (nothing
+    written) and is run again, and then sees the winner's job.
     """
     conversation._assign_tenant_from_scope()
     message._assign_tenant_from_scope()
@@ -84,7 +92,7 @@ def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, pe
     message_columns, message_params = _values(message)
     link = message_columns.index(connection.ops.quote_name("conversation_id"))
     del message_params[link]
-    key = (tuple(conversation_columns), tuple(message_columns))
+    key = (tuple(conversation_columns), tuple(message_columns), notify_sql)
     sql = _INBOUND_SQL.get(key)
     if sql is None:
         placeholders = ["%s"] * len(message_columns)
@@ -93,21 +101,50 @@ def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, pe
             f"WITH conv AS (INSERT INTO {ChatConversation._meta.db_table} AS t ({', '.join(conversation_columns)}) "
             f"VALUES ({', '.join(['%s'] * len(conversation_columns))}) "
             f"ON CONFLICT (tenant_id, provider, channel_source, contact_external_id) DO UPDATE SET {_CONVERSATION_UPDATE} "
-            "RETURNING t.id, t.buffer_due_at), "
+            "RETURNING t.id, t.tenant_id, t.buffer_due_at), "
             f"msg AS (INSERT INTO {ChatMessage._meta.db_table} ({', '.join(message_columns)}) "
             f"VALUES ({', '.join(placeholders)}) "
             "ON CONFLICT (tenant_id, provider, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING "
             "RETURNING id) "
-            "SELECT conv.id, conv.buffer_due_at, (SELECT id FROM msg), EXISTS (SELECT 1 FROM procrastinate_jobs j "
-            "WHERE j.queueing_lock = %s || conv.id::text AND j.status = 'todo') FROM conv"
+            "SELECT conv.id, conv.buffer_due_at, m.id, "
+            "CASE WHEN m.id IS NOT NULL AND %s::boolean AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j "
+            "  WHERE j.queueing_lock = %s::text || conv.id AND j.status = 'todo') "
+            "THEN procrastinate_defer_jobs_v1(ARRAY[ROW(%s::varchar, %s::varchar, 0, %s::text || conv.id, "
+            "  %s::text || conv.id, jsonb_build_object('tenant_id', conv.tenant_id, 'conversation_id', conv.id), "
+            "  conv.buffer_due_at)::procrastinate_job_to_defer_v1]) END, "
+            f"CASE WHEN m.id IS NOT NULL THEN {notify_sql} END "
+            "FROM conv LEFT JOIN msg m ON true"
         )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*conversation_params, *message_params, pending_lock_prefix])
-        conversation_id, due_at, message_id, waiting = cursor.fetchone()
+    params = [*conversation_params, *message_params, want_job, lock_prefix, job_queue, job_task, lock_prefix,
+              lock_prefix]
+    for attempt in range(3):
+        try:
+            row = _execute_prepared(sql, params)
+            break
+        except IntegrityError as exc:
+            if attempt == 2 or "queueing_lock" not in str(exc):
+                raise
+    conversation_id, due_at, message_id = row[:3]
     conversation.pk, message.conversation_id = conversation_id, conversation_id
     conversation.buffer_due_at = due_at
     conversation._state.adding = False
     if message_id is not None:
         message.pk = message_id
         message._state.adding = False
-    return conversation_id, due_at, message_id, waiting
+    return conversation_id, due_at, message_id
+
+
+def _execute_prepared(sql: str, params: list):
+    """Run one statement as a server-side prepared statement (parsed and planned once per
+    connection); inside a caller's transaction it runs in a savepoint, so a retry is possible."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return _fetch_prepared(sql, params)
+    return _fetch_prepared(sql, params)
+
+
+def _fetch_prepared(sql: str, params: list):
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()

@@ -68,12 +68,21 @@ def test_a_large_batch_is_split_under_postgres_payload_limit(wa_binding, listene
     assert all(len(e["error"]) == 400 for e in received)
 
 
-def test_a_failing_publish_never_breaks_the_webhook(anon, wa_binding, monkeypatch, caplog):
+def test_a_failing_publish_is_logged_and_never_raises(wa_binding, monkeypatch, caplog):
     monkeypatch.setattr(events, "_chunks", lambda items: 1 / 0)
-    response = post_meta(anon, whatsapp_text(wa_binding.external_id, "5491100000001", "hola"))
-    assert response.status_code == 200
-    assert ChatMessage.dangerously_unscoped.count() == 1
-    assert "live event(s) not published" in caplog.text
+    with transaction.atomic():
+        events.turn_typing(wa_binding.tenant_id, 7, True)
+        wa_binding.save(update_fields=["is_active"])
+    events.turn_typing(wa_binding.tenant_id, 7, False)
+    assert caplog.text.count("live event(s) not published") == 2
+
+
+def test_a_duplicate_delivery_publishes_nothing(anon, wa_binding, listener):
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "hola")
+    post_meta(anon, body)
+    assert len(listener()) == 2
+    post_meta(anon, body)
+    assert listener() == []
 
 
 async def _close_thread_connections():

@@ -1,0 +1,59 @@
+"""A burst from one contact arriving on parallel connections: every message stored once, one
+conversation, exactly one waiting buffer job (the loser of the queueing-lock race runs its one
+statement again and finds the winner's job), and a duplicate storm stores nothing twice."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+from django.test import Client
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from messaging.models import ChatConversation, ChatMessage
+from tests.messaging.helpers import post_meta, whatsapp_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _post_in_parallel(bodies: list[dict], threads: int = 8) -> list[int]:
+    statuses, barrier = [], threading.Barrier(threads)
+
+    def worker(mine):
+        client = Client()
+        try:
+            barrier.wait(timeout=30)
+            for body in mine:
+                statuses.append(post_meta(client, body).status_code)
+        finally:
+            connections.close_all()
+
+    pool = [threading.Thread(target=worker, args=(bodies[n::threads],)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(60)
+    return statuses
+
+
+def test_a_parallel_burst_stores_everything_and_arms_one_buffer_job(wa_binding):
+    bodies = [whatsapp_text(wa_binding.external_id, "5491100000009", f"parte {n}") for n in range(40)]
+    statuses = _post_in_parallel(bodies)
+    assert statuses == [200] * 40
+    assert ChatConversation.dangerously_unscoped.count() == 1
+    assert ChatMessage.dangerously_unscoped.count() == 40
+    conversation = ChatConversation.dangerously_unscoped.get()
+    jobs = ProcrastinateJob.objects.filter(queueing_lock=f"buffer:{conversation.pk}", status="todo")
+    assert jobs.count() == 1
+    job = jobs.get()
+    assert job.args == {"tenant_id": wa_binding.tenant_id, "conversation_id": conversation.pk}
+    assert job.task_name == "messaging.answer_conversation" and job.lock == f"buffer:{conversation.pk}"
+    # Scheduled at the first message's due time; when it runs it reschedules itself to the last one.
+    assert job.scheduled_at <= conversation.buffer_due_at
+
+
+def test_a_parallel_duplicate_storm_stores_one_message(wa_binding):
+    body = whatsapp_text(wa_binding.external_id, "5491100000009", "hola", message_id="wamid.same")
+    assert _post_in_parallel([body] * 24) == [200] * 24
+    assert ChatMessage.dangerously_unscoped.count() == 1
