@@ -1,25 +1,49 @@
 """Single-statement writes for the webhook hot path (each round trip to PostgreSQL counts here).
 
-`insert_returning` inserts a model instance with ON CONFLICT handling and RETURNING, built from
-the model's own fields (defaults and auto_now included), so no column list is written by hand.
+The INSERTs are built from the model's own fields (defaults and auto_now included), so no column
+list is written by hand and a new field is picked up by itself.
 """
 
 from __future__ import annotations
 
 import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 
 from messaging.models import ChatConversation, ChatMessage
 
 
+# Field types whose Python value psycopg adapts as it is (Django's get_db_prep_save only checks
+# and returns it); every other field goes through get_db_prep_save (JSON, enums, custom types).
+_PLAIN_TYPES = (models.CharField, models.TextField, models.IntegerField, models.BooleanField,
+                models.ForeignKey, models.UUIDField)
+_PLANS: dict = {}
+
+
+def _plan(model):
+    """Per model, once: (column, attname, field or None when the value passes as it is)."""
+    plan = _PLANS.get(model)
+    if plan is None:
+        plan = _PLANS[model] = []
+        for field in model._meta.concrete_fields:
+            plain = isinstance(field, _PLAIN_TYPES) and not isinstance(field, models.UUIDField) and (
+                type(field).pre_save is models.Field.pre_save)
+            if isinstance(field, models.DateTimeField) and not (field.auto_now or field.auto_now_add):
+                plain = True  # psycopg adapts aware datetimes; None stays NULL
+            plan.append((connection.ops.quote_name(field.column), field.attname, field.primary_key,
+                         None if plain else field))
+    return plan
+
+
 def _values(instance) -> tuple[list[str], list]:
     columns, params = [], []
-    for field in instance._meta.concrete_fields:
-        if field.primary_key and getattr(instance, field.attname) is None:
+    for column, attname, primary_key, field in _plan(type(instance)):
+        if primary_key and getattr(instance, attname) is None:
             continue
-        value = field.pre_save(instance, add=True)
-        columns.append(connection.ops.quote_name(field.column))
-        params.append(field.get_db_prep_save(value, connection))
+        columns.append(column)
+        if field is None:
+            params.append(getattr(instance, attname))
+        else:
+            params.append(field.get_db_prep_save(field.pre_save(instance, add=True), connection))
     return columns, params
 
 
