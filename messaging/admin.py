@@ -76,7 +76,7 @@ class ChatMessageAdmin(TenantScopedAdmin):
     list_filter = (FailedFilter, "status", "direction", "role", "provider")
     search_fields = ("text", "provider_message_id", "error")
     readonly_fields = ("conversation", "direction", "role", "provider", "provider_message_id", "status", "error",
-                       "attempts", "scheduled_at", "sent_at", "answered_at", "idempotency_key", "turn_id", "sent_by",
+                       "attempts", "lane", "scheduled_at", "sent_at", "answered_at", "idempotency_key", "turn_id", "sent_by",
                        "created_at", "attachments")
     inlines = [AttemptInline]
     actions = ["retry_failed"]

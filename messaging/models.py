@@ -138,7 +138,9 @@ class ChatMessage(TenantScopedModel):
     idempotency_key = models.UUIDField(default=uuid.uuid4, editable=False)
     # Inbound: set when an agent turn has taken the message (the buffer never answers it twice).
     answered_at = models.DateTimeField(null=True, blank=True)
-    # Outbound: the lane slot the send job is scheduled at, and when it left.
+    # Outbound: the recipient lane and the slot claimed on it, and when it left.
+    lane = models.ForeignKey("DeliveryLane", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                             db_index=False)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -163,6 +165,9 @@ class ChatMessage(TenantScopedModel):
                 fields=["conversation"], condition=Q(direction="in", answered_at__isnull=True), name="message_unanswered_idx"
             ),
             models.Index(fields=["tenant", "status"], condition=Q(status="failed"), name="message_failed_idx"),
+            # The relay's next message of a lane (and the sweeper's stranded ones).
+            models.Index(fields=["lane", "scheduled_at", "id"], condition=Q(status="queued"),
+                         name="message_lane_queue_idx"),
         ]
 
     def __str__(self) -> str:
@@ -196,6 +201,9 @@ class DeliveryLane(TenantScopedModel):
     next_free_at = models.DateTimeField()
     # When the last send on this lane finished (the send job keeps real spacing from it).
     last_sent_at = models.DateTimeField(null=True, blank=True)
+    # A send job is scheduled or running for the lane: its queued messages are sent one job after
+    # the other (each send schedules the next), so waiting messages hold no job of their own.
+    has_send_job = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [

@@ -18,11 +18,16 @@ logger = logging.getLogger(__name__)
 
 
 class RetryWhenAsked(BaseRetryStrategy):
-    """Re-run the same job when its body raises RetryDelivery (keeps the job's place in its lock)."""
+    """Re-run the same job when its body raises RetryDelivery (keeps the job's place in its lock),
+    and a few times with backoff on anything unexpected (a database restart mid-job)."""
+
+    unexpected_attempts = 5
 
     def get_retry_decision(self, *, exception, job):
         if isinstance(exception, RetryDelivery):
             return RetryDecision(retry_at=exception.retry_at)
+        if job.attempts < self.unexpected_attempts:
+            return RetryDecision(retry_in={"seconds": 2 ** job.attempts})
         return None
 
 
@@ -39,6 +44,14 @@ def send_message(*, tenant_id: int, message_id: int, lane_id: int | None = None)
     from messaging.relay import deliver
 
     return _fresh_connections(deliver, tenant_id=tenant_id, message_id=message_id, lane_id=lane_id).status
+
+
+@app.periodic(cron="* * * * *", periodic_id="relay-stranded-lanes")
+@app.task(name="messaging.recover_stranded_lanes", queue="relay", queueing_lock="relay-stranded-lanes")
+def recover_stranded_lanes(timestamp: int | None = None):
+    from messaging.relay import recover_stranded_lanes as recover
+
+    return _fresh_connections(recover)
 
 
 @app.task(name="messaging.answer_conversation", queue="buffer", retry=RetryWhenAsked())

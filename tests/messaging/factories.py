@@ -1,4 +1,6 @@
-from messaging.models import ChannelBinding, ChatConversation, ChatMessage
+from django.utils import timezone
+
+from messaging.models import ChannelBinding, ChatConversation, ChatMessage, DeliveryLane
 
 _counter = iter(range(1, 10**9))
 
@@ -22,4 +24,11 @@ def message(tenant, **kwargs):
     return ChatMessage.dangerously_unscoped.create(tenant=tenant, conversation=conv, **fields)
 
 
-ISOLATION_FACTORIES = {ChannelBinding: binding, ChatConversation: conversation, ChatMessage: message}
+def lane(tenant, **kwargs):
+    fields = dict(provider="meta_direct", recipient=f"549{next(_counter):08d}", next_free_at=timezone.now())
+    fields.update(kwargs)
+    return DeliveryLane.dangerously_unscoped.create(tenant=tenant, **fields)
+
+
+ISOLATION_FACTORIES = {ChannelBinding: binding, ChatConversation: conversation, ChatMessage: message,
+                       DeliveryLane: lane}

@@ -34,12 +34,13 @@ GRAPH = "https://graph.test/v23.0"
 
 
 def _answer_and_deliver(conversation):
-    """What the worker does: the buffer job after the window, then each send job in lane order."""
+    """What the worker does: the buffer job after the window, then each send job in lane order
+    (each send schedules the lane's next one)."""
     later = timezone.now() + timedelta(seconds=17)
     outcome = run_buffer(tenant_id=conversation.tenant_id, conversation_id=conversation.pk, clock=lambda: later)
-    for job in ProcrastinateJob.objects.filter(task_name="messaging.send_message", status="todo").order_by("id"):
-        deliver(**job.args)
+    while job := ProcrastinateJob.objects.filter(task_name="messaging.send_message", status="todo").order_by("id").first():
         ProcrastinateJob.objects.filter(pk=job.pk).delete()
+        deliver(**job.args)
     return outcome
 
 

@@ -56,16 +56,54 @@ def test_long_reply_is_split_to_the_channel_limit(tenant_a, channel, limit):
     assert all(len(m.text) <= limit for m in messages)
 
 
-def test_five_parts_to_one_recipient_are_spaced_and_ordered(wa_conversation):
-    now = timezone.now()
+def _send_jobs():
+    return list(ProcrastinateJob.objects.filter(task_name="messaging.send_message", status="todo").order_by("id"))
+
+
+@respx.mock
+def test_five_parts_to_one_recipient_are_spaced_and_ordered(wa_conversation, monkeypatch):
+    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
+        httpx.Response(200, json={"messages": [{"id": f"wamid.S{n}"}]}) for n in range(5)])
+    now = timezone.now() - timedelta(seconds=60)  # every slot is already due
     messages = relay_parts(conversation=wa_conversation, parts=[f"part {i}" for i in range(5)], role="agent", now=now)
     slots = [m.scheduled_at for m in messages]
     assert slots[0] == now
     assert all((b - a).total_seconds() >= 4 for a, b in zip(slots, slots[1:]))
-    jobs = list(ProcrastinateJob.objects.filter(task_name="messaging.send_message").order_by("id"))
-    assert [j.args["message_id"] for j in jobs] == [m.pk for m in messages]
-    assert len({j.lock for j in jobs}) == 1  # one lane: one at a time, in creation order
-    assert [j.scheduled_at for j in jobs] == slots
+    # One job per lane at a time: the first part's, at its slot; the others wait as queued rows.
+    [job] = _send_jobs()
+    assert (job.args["message_id"], job.lock) == (messages[0].pk, f"lane:{job.args['lane_id']}")
+    assert job.scheduled_at == relay._job_time(slots[0])  # a polling interval early, then waits
+    sent_order, sent_at = [], {}
+    monkeypatch.setattr(relay.time, "sleep", lambda seconds: None)  # the test runs the schedule itself
+    while jobs := _send_jobs():
+        [job] = jobs  # never two jobs for one lane
+        ProcrastinateJob.objects.filter(pk=job.pk).update(status="succeeded")
+        previous = sent_at.get(len(sent_order) - 1)
+        if previous:  # each send schedules the next: at its slot and ≥ 4 s after the real send
+            assert job.scheduled_at >= relay._job_time(previous + timedelta(seconds=4))
+        DeliveryLane.dangerously_unscoped.update(last_sent_at=timezone.now() - timedelta(seconds=5))
+        assert deliver(**job.args).status == "sent"
+        sent_order.append(job.args["message_id"])
+        sent_at[len(sent_order) - 1] = ChatMessage.dangerously_unscoped.get(pk=job.args["message_id"]).sent_at
+    assert sent_order == [m.pk for m in messages]
+    assert DeliveryLane.dangerously_unscoped.get().has_send_job is False  # idle again
+
+
+def test_a_message_queued_while_the_lane_is_busy_waits_for_the_running_job(wa_conversation):
+    first = _queued(wa_conversation, "uno")
+    second = _queued(wa_conversation, "dos")
+    assert [j.args["message_id"] for j in _send_jobs()] == [first.pk]
+    assert ChatMessage.dangerously_unscoped.get(pk=second.pk).lane_id == first.lane_id
+
+
+def test_a_lane_whose_job_was_lost_is_restarted_by_the_sweep(wa_conversation):
+    past = timezone.now() - timedelta(minutes=5)
+    messages = relay_parts(conversation=wa_conversation, parts=["a", "b"], role="agent", now=past)
+    ProcrastinateJob.objects.filter(task_name="messaging.send_message").update(status="failed")  # lost
+    assert relay.recover_stranded_lanes() == 1
+    [job] = _send_jobs()
+    assert job.args["message_id"] == messages[0].pk
+    assert relay.recover_stranded_lanes() == 0  # a lane with a job is left alone
 
 
 def test_two_recipients_do_not_wait_for_each_other(wa_binding):
