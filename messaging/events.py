@@ -103,6 +103,18 @@ def inbound_notify_sql(tenant: str, conversation: str, message: str) -> str:
     )
 
 
+def notify_sql() -> str:
+    """pg_notify of one payload parameter, to publish from inside a statement (delivered when its
+    transaction commits, like publish())."""
+    return f"pg_notify('{CHANNEL}', %s)"
+
+
+def message_status_payload(message) -> str:
+    return _chunks([{"kind": MESSAGE_STATUS, "tenant_id": message.tenant_id, "conversation_id": message.conversation_id,
+                     "message_id": message.pk, "status": message.status,
+                     "error": (message.error or "")[:MAX_ERROR_CHARS]}])[0]
+
+
 def message_created(message) -> None:
     publish(message.tenant_id, message.conversation_id, MESSAGE_CREATED, message_id=message.pk)
 

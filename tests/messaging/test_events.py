@@ -162,3 +162,24 @@ def test_the_bus_reconnects_and_tells_sockets_to_resync(wa_binding, monkeypatch)
     frames = asyncio.run(scenario())
     assert frames[0] == {"type": "event", "kind": "resync"}
     assert frames[1] == {"kind": "turn.typing", "tenant_id": wa_binding.tenant_id, "conversation_id": 5, "on": True}
+
+
+def test_a_successful_send_publishes_its_status_with_the_commit(wa_binding, listener, respx_mock):
+    import httpx
+    from django.utils import timezone
+
+    from messaging.relay import deliver, relay_parts
+    from tests.messaging import factories
+    from vault.credentials import set_tenant_credential
+
+    set_tenant_credential(wa_binding.tenant_id, "whatsapp_cloud", "ACCESS_TOKEN", "wa-token-123456")
+    respx_mock.post(f"https://graph.test/v23.0/{wa_binding.external_id}/messages").mock(
+        return_value=httpx.Response(200, json={"messages": [{"id": "wamid.SENT"}]}))
+    conversation = factories.conversation(wa_binding.tenant, binding=wa_binding, contact_external_id="5491100000001",
+                                          last_inbound_at=timezone.now())
+    [message] = relay_parts(conversation=conversation, parts=["hola"], role="agent")
+    assert [e["kind"] for e in listener()] == ["message.created"]
+    assert deliver(tenant_id=message.tenant_id, message_id=message.pk, lane_id=message.lane_id).status == "sent"
+    assert listener() == [{"kind": "message.status", "tenant_id": wa_binding.tenant_id,
+                           "conversation_id": conversation.pk, "message_id": message.pk, "status": "sent",
+                           "error": ""}]
