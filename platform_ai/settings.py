@@ -222,6 +222,7 @@ SPECTACULAR_SETTINGS = {
 # --- Background jobs (procrastinate) ------------------------------------------------------
 PROCRASTINATE_WORKER_CONCURRENCY = env.int("PROCRASTINATE_WORKER_CONCURRENCY", default=10)
 PROCRASTINATE_POLLING_INTERVAL = env.float("PROCRASTINATE_POLLING_INTERVAL", default=0.1)
+PROCRASTINATE_LISTEN_NOTIFY = env.bool("PROCRASTINATE_LISTEN_NOTIFY", default=True)
 # A worker killed with SIGKILL leaves its jobs "doing"; others requeue them once its heartbeat
 # is this old (procrastinate's defaults: heartbeat 10 s, stalled after 30 s).
 PROCRASTINATE_HEARTBEAT_SECONDS = env.float("PROCRASTINATE_HEARTBEAT_SECONDS", default=5)

@@ -15,6 +15,7 @@ import logging
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import connections
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django import django_connector
 from procrastinate.contrib.django import utils as procrastinate_django
@@ -73,11 +74,15 @@ class Command(BaseCommand):
                     await app.run_worker_async(
                         queues=queues, concurrency=concurrency, fetch_job_polling_interval=polling_interval,
                         install_signal_handlers=True, update_heartbeat_interval=heartbeat,
+                        listen_notify=settings.PROCRASTINATE_LISTEN_NOTIFY,
                         stalled_worker_timeout=stalled,
                     )
                 finally:
                     recovery.cancel()
 
+        # No SELECT 1 before every job: a connection that died (database restart) fails its job
+        # with an OperationalError, Django drops the connection, and the job's retry reconnects.
+        connections.settings["default"]["CONN_HEALTH_CHECKS"] = False
         connector = WorkerConnector(kwargs=procrastinate_django.connector_params("default"))
         with app.replace_connector(connector):
             asyncio.run(main())
