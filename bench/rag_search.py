@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,7 +299,7 @@ def main() -> int:
         tenants = [t for t, size in corpus.sizes.items() if low <= size < high]
         if not tenants:
             continue
-        queries_by_bucket[bucket] = make_queries(corpus, tenants, args.queries, seed=hash(bucket) % 1000)
+        queries_by_bucket[bucket] = make_queries(corpus, tenants, args.queries, seed=zlib.crc32(bucket.encode()) % 1000)  # hash() varies per process
         truth[bucket] = [exact_ids(t, q) for t, q in queries_by_bucket[bucket]]
     # The baseline's ids are the corpus positions; map the platform's exact answer onto them.
     id_to_position = dict(run_sql("SELECT id, chunk_index FROM rag_chunks"))

@@ -4,8 +4,8 @@ Tenant-filtered search keeps its recall by choosing, per query, among three plan
 bench/rag_search.py, results and reasons in bench/README.md):
 
 1. exact search while the tenant has fewer than RAG_EXACT_SEARCH_MAX_ROWS (2,500) rows of this
-   dimension: the `+ 0` on the distance keeps the planner off the HNSW index and the B-tree on
-   (tenant_id, dims) finds the rows. Recall 1.0; its cost grows with the tenant's rows (each row
+   dimension: the distance is taken on the bare `embedding` column, which no HNSW index matches,
+   so the B-tree on (tenant_id, source_id) finds the rows. Recall 1.0; its cost grows with the tenant's rows (each row
    sits on its own heap page), which is why the threshold is not higher;
 2. the tenant's own partial HNSW index once it has RAG_TENANT_INDEX_MIN_ROWS (20,000) rows
    (built by `maintain_tenant_index` after ingestion; the tenant id is inlined in the SQL, so the
@@ -15,8 +15,8 @@ bench/rag_search.py, results and reasons in bench/README.md):
    filtered HNSW scan returned fewer than 10 rows for 87 of 200 small-tenant queries).
 
 The tenant's row count comes from rag_vector_stats (kept in the same transaction as every add
-and delete; cached per process for a few seconds). Searches send the query vector in binary
-over one round trip.
+and delete; cached per process for a few seconds). A search is one round trip on the psycopg
+connection: the query vector in binary, no transaction, HNSW settings SET once per connection.
 """
 
 from __future__ import annotations
@@ -100,6 +100,22 @@ def binary_copy_blocks(chunks: Sequence[ChunkRecord], block_bytes: int = 1 << 20
 
 def vector_literal(embedding: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(x)) for x in embedding) + "]"
+
+
+def search_sql(tenant_id: int, dims: int, *, exact: bool, collections: bool) -> str:
+    """The one statement of a search. Inlined integers: the tenant's partial HNSW index must be
+    visible at plan time. Exact search computes the distance on the bare column, which no index
+    matches (the planner cannot pick an HNSW index) and which is computed once per row; the
+    approximate plans order by the indexed expression `embedding::vector(<dims>)`."""
+    column = "embedding" if exact else hnsw_expression(dims)
+    where = f"tenant_id = {int(tenant_id)} AND dims = {int(dims)} AND model = %(model)s"
+    if collections:
+        where += " AND collection = ANY(%(collections)s)"
+    return (
+        f"SELECT id, source_id, collection, chunk_index, content, metadata, "
+        f"{column} <=> %(q)b::vector({int(dims)}) AS distance "
+        f"FROM rag_chunks WHERE {where} ORDER BY distance LIMIT %(k)s"
+    )
 
 
 def tenant_index_name(tenant_id: int, dims: int) -> str:
@@ -239,37 +255,33 @@ class PgVectorStore:
             if rows == 0:
                 return []
             exact = rows < settings.RAG_EXACT_SEARCH_MAX_ROWS
-            query = np.asarray(embedding, dtype=np.float32)  # sent binary, not as a 4 kB literal
-            distance = f"{hnsw_expression(dims)} <=> %(q)s::vector({dims})"
-            # Inlined integers: the partial indexes' predicates must be visible at plan time.
-            where = f"tenant_id = {int(tenant_id)} AND dims = {dims} AND model = %(model)s"
+            sql = search_sql(tenant_id, dims, exact=exact, collections=bool(collections))
+            params = {"q": np.asarray(embedding, dtype=np.float32), "model": model, "k": int(k)}
             if collections:
-                where += " AND collection = ANY(%(collections)s)"
-            # `+ 0` hides the ordering from the HNSW index: exact search for small tenants.
-            order = f"({distance}) + 0" if exact else "distance"
-            sql = (
-                f"SELECT id, source_id, collection, chunk_index, content, metadata, {distance} AS distance "
-                f"FROM rag_chunks WHERE {where} ORDER BY {order} LIMIT %(k)s"
-            )
-            params = {"q": query, "model": model, "collections": list(collections or []), "k": int(k)}
-            raw = self._ready().connection  # the psycopg connection: server-side binding, binary vector
+                params["collections"] = list(collections)
+            raw = self._ready().connection  # the psycopg connection itself: no Django wrapping per query
             local = not exact and not self._tune_hnsw(raw)
-            with transaction.atomic(using=self.alias) if local else nullcontext(), raw.cursor() as cursor:
+            # A server-side-binding cursor (Django's own cursors bind on the client, which turns
+            # the vector into a 4 kB text literal): the vector travels in binary, the statement
+            # goes out as Parse/Bind/Execute in one round trip. Not prepared: planning costs
+            # ~0.05 ms here and custom plans keep the partial indexes' choice per tenant.
+            with transaction.atomic(using=self.alias) if local else nullcontext(), psycopg.Cursor(raw) as cursor:
                 if local:
                     cursor.execute(f"SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = {EF_SEARCH}")
-                cursor.execute(sql, params)
+                cursor.execute(sql, params, prepare=False)
                 found = cursor.fetchall()
         except (DatabaseError, psycopg.Error) as exc:
             raise VectorStoreUnavailable(f"pgvector search failed: {exc}") from exc
         hits = [
             ChunkHit(
                 tenant_id=tenant_id, source_id=source_id, collection=collection, chunk_index=index,
-                content=content, score=1.0 - float(dist), metadata=metadata or {}, chunk_id=chunk_id,
+                content=content, score=1.0 - dist, metadata=metadata or {}, chunk_id=chunk_id,
             )
             for chunk_id, source_id, collection, index, content, metadata, dist in found
         ]
-        # relaxed_order may return neighbours slightly out of order.
-        return sorted(hits, key=lambda hit: -hit.score)
+        if not exact:  # relaxed_order may return neighbours slightly out of order
+            hits.sort(key=lambda hit: -hit.score)
+        return hits
 
     def count(self, *, tenant_id: int | None = None) -> int:
         with self._cursor() as cursor:

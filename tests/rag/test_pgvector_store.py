@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 
 from rag.vectorstore import ChunkRecord, VectorStoreUnavailable
-from rag.vectorstore.pgvector import PgVectorStore, tenant_index_name
+from rag.vectorstore.pgvector import EF_SEARCH, PgVectorStore, search_sql, tenant_index_name
 
 pytestmark = pytest.mark.django_db(databases=["default", "vectors"])
 
@@ -105,3 +105,43 @@ def test_small_tenants_use_exact_search(settings):
 
 def test_unknown_tenant_finds_nothing():
     assert PgVectorStore().search(tenant_id=999, embedding=_unit(1), model="m1") == []
+
+
+def _explain(sql: str, params: dict) -> str:
+    import numpy as np
+    import psycopg
+
+    raw = connections["vectors"].connection
+    with psycopg.Cursor(raw) as cursor:
+        cursor.execute("EXPLAIN " + sql, {**params, "q": np.asarray(params["q"], dtype=np.float32)})
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_exact_plan_never_takes_an_hnsw_index():
+    """Below the threshold the distance is on the bare column: even with every other path made
+    expensive, the planner has no HNSW index to pick (a filtered HNSW scan would lose recall)."""
+    store = PgVectorStore()
+    store.add(_records(1, 10, 30))
+    with connections["vectors"].cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+    exact = search_sql(1, 384, exact=True, collections=False)
+    approximate = search_sql(1, 384, exact=False, collections=False)
+    params = {"q": _unit(1), "model": "m1", "k": 10}
+    assert "hnsw" not in _explain(exact, params)
+    assert "rag_chunks_hnsw_384" in _explain(approximate, params)
+
+
+@pytest.mark.django_db(databases=["default", "vectors"], transaction=True)
+def test_hnsw_settings_are_set_once_per_connection_and_again_after_a_reconnect(settings):
+    settings.RAG_EXACT_SEARCH_MAX_ROWS = 1  # the HNSW plan, which needs the session settings
+    store = PgVectorStore()
+    store.add(_records(7, 70, 20))
+    try:
+        for _ in range(2):  # a fresh connection each time: the settings follow it
+            connections["vectors"].close()
+            assert len(store.search(tenant_id=7, embedding=_unit(3), model="m1", k=5)) == 5
+            raw = connections["vectors"].connection
+            assert raw.execute("SHOW hnsw.ef_search").fetchone()[0] == str(EF_SEARCH)
+            assert raw.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
+    finally:
+        store.delete_by_source(tenant_id=7, source_id=70)
