@@ -91,7 +91,10 @@ def _encode_rows(chunks: Sequence[ChunkRecord], dims: int) -> bytes:
     records["tenant_id"] = np.fromiter((c.tenant_id for c in chunks), np.int32, n)
     records["source_id"] = np.fromiter((c.source_id for c in chunks), np.int64, n)
     records["chunk_index"] = np.fromiter((c.chunk_index for c in chunks), np.int32, n)
-    records["vector"] = [c.embedding for c in chunks]
+    vectors = [c.embedding for c in chunks]
+    if not isinstance(vectors[0], np.ndarray):  # embedders' lists of floats: ~9 µs a row either way
+        vectors = [np.asarray(v, dtype=np.float32) for v in vectors]
+    records["vector"] = vectors
     records["content_len"] = np.fromiter(map(len, contents), np.int32, n)
     # Field count, collection, model and metadata: one bytes object per document.
     prefixes: dict = {}  # a document's chunks share one metadata dict, hence id(); {} is common
