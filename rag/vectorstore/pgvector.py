@@ -3,11 +3,11 @@
 Tenant-filtered search keeps its recall by choosing, per query, among three plans (measured in
 bench/rag_search.py, results and reasons in bench/README.md):
 
-1. exact search while the tenant has fewer than RAG_EXACT_SEARCH_MAX_ROWS (2,000) rows of this
+1. exact search while the tenant has fewer than RAG_EXACT_SEARCH_MAX_ROWS (1,000) rows of this
    dimension: the distance is taken on the bare `embedding` column, which no HNSW index matches,
    so the B-tree on (tenant_id, source_id) finds the rows. Recall 1.0; its cost grows with the
    tenant's rows (each row sits on its own heap page), which is why the threshold is not higher;
-2. the tenant's own partial HNSW index once it has RAG_TENANT_INDEX_MIN_ROWS (2,000) rows
+2. the tenant's own partial HNSW index once it has RAG_TENANT_INDEX_MIN_ROWS (1,000) rows
    (built by `maintain_tenant_index` after ingestion; the tenant id is inlined in the SQL, so the
    planner matches the partial predicate);
 3. otherwise (a tenant between the two thresholds when they differ, or whose index is not built
