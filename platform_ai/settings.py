@@ -274,8 +274,8 @@ RAG_CHUNK_OVERLAP = env.int("RAG_CHUNK_OVERLAP", default=100)
 RAG_MAX_UPLOAD_MB = env.int("RAG_MAX_UPLOAD_MB", default=20)
 # Search plans by tenant size (measured in bench/rag_search.py): exact below the first,
 # a partial HNSW index of its own from the second, the shared HNSW index in between.
-RAG_EXACT_SEARCH_MAX_ROWS = env.int("RAG_EXACT_SEARCH_MAX_ROWS", default=2500)
-RAG_TENANT_INDEX_MIN_ROWS = env.int("RAG_TENANT_INDEX_MIN_ROWS", default=20000)
+RAG_EXACT_SEARCH_MAX_ROWS = env.int("RAG_EXACT_SEARCH_MAX_ROWS", default=1000)
+RAG_TENANT_INDEX_MIN_ROWS = env.int("RAG_TENANT_INDEX_MIN_ROWS", default=1000)
 RAG_EMBED_BATCH_SIZE = env.int("RAG_EMBED_BATCH_SIZE", default=96)
 SUPABASE_URL = env("SUPABASE_URL", default="")
 SUPABASE_SERVICE_KEY = env("SUPABASE_SERVICE_KEY", default="")

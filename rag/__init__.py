@@ -9,8 +9,8 @@ queue "rag"), tools (`rag_search` for the agents' registry), checks, management 
 rag_ingest and rag_reconcile.
 
 Tenant-filtered search (rag.vectorstore.pgvector) picks a plan per query from the tenant's row
-count: exact search below RAG_EXACT_SEARCH_MAX_ROWS (2,500), the tenant's own partial HNSW index
-from RAG_TENANT_INDEX_MIN_ROWS (20,000), the shared HNSW index with pgvector 0.8's iterative scan
+count: exact search below RAG_EXACT_SEARCH_MAX_ROWS (1,000), the tenant's own partial HNSW index
+from RAG_TENANT_INDEX_MIN_ROWS (1,000), the shared HNSW index with pgvector 0.8's iterative scan
 (relaxed order, ef_search 100) in between. A plain HNSW scan filtered afterwards returns fewer
 than k rows for a quarter to half of small tenants' queries; this keeps recall@10 >= 0.98 for
 every tenant size. Measurements and the reasons for the thresholds: bench/README.md.

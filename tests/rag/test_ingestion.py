@@ -148,3 +148,28 @@ def test_shadow_messages_are_indexed_by_a_job_and_served_only_when_enabled(
     hits = search_knowledge(tenant_id=tenant_a.pk, query="gift cards", include_shadow=True)
     assert hits and hits[0]["collection"] == "Shadow RAG"
     assert search_knowledge(tenant_id=tenant_a.pk, query="gift cards", collection="Shadow RAG") == []
+
+
+def test_a_tenant_crossing_the_threshold_gets_its_own_index_and_searches_use_it(tenant_a, settings):
+    """The plan follows the tenant's size: exact below RAG_TENANT_INDEX_MIN_ROWS, its own partial
+    HNSW index (built by the ingestion itself) from there on."""
+    from django.db import connections
+
+    from rag.vectorstore.pgvector import search_sql, tenant_index_name
+
+    settings.RAG_TENANT_INDEX_MIN_ROWS = settings.RAG_EXACT_SEARCH_MAX_ROWS = 5
+    store = get_vector_store()
+    document = ingest_document(_pending(tenant_a).pk, tenant_id=tenant_a.pk)
+    assert document.status == DocumentStatus.READY and document.chunk_count >= 5
+    dims = document.embedding_dims
+    assert store.tenant_plan(tenant_a.pk, dims) == (document.chunk_count, tenant_index_name(tenant_a.pk, dims))
+    with connections["vectors"].cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        cursor.execute(
+            "EXPLAIN " + search_sql(tenant_a.pk, dims, exact=False, collections=False).replace("%(q)b", "%(q)s"),
+            {"q": "[" + ",".join(["0.1"] * dims) + "]", "model": document.embedding_model, "k": 5},
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert tenant_index_name(tenant_a.pk, dims) in plan
+    hits = search_knowledge(tenant_id=tenant_a.pk, query="returns policy", k=5)
+    assert hits and {hit["document"]["id"] for hit in hits} == {document.pk}

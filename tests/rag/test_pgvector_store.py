@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 from django.db import connections
 
 from rag.vectorstore import ChunkRecord, VectorStoreUnavailable
-from rag.vectorstore.pgvector import PgVectorStore, tenant_index_name
+from rag.vectorstore.pgvector import EF_SEARCH, PgVectorStore, search_sql, tenant_index_name
 
 pytestmark = pytest.mark.django_db(databases=["default", "vectors"])
 
@@ -105,3 +106,86 @@ def test_small_tenants_use_exact_search(settings):
 
 def test_unknown_tenant_finds_nothing():
     assert PgVectorStore().search(tenant_id=999, embedding=_unit(1), model="m1") == []
+
+
+def _explain(sql: str, params: dict) -> str:
+    import numpy as np
+    import psycopg
+
+    raw = connections["vectors"].connection
+    with psycopg.Cursor(raw) as cursor:
+        cursor.execute("EXPLAIN " + sql, {**params, "q": np.asarray(params["q"], dtype=np.float32)})
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_exact_plan_never_takes_an_hnsw_index():
+    """Below the threshold the distance is on the bare column: even with every other path made
+    expensive, the planner has no HNSW index to pick (a filtered HNSW scan would lose recall)."""
+    store = PgVectorStore()
+    store.add(_records(1, 10, 30))
+    with connections["vectors"].cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+    exact = search_sql(1, 384, exact=True, collections=False)
+    approximate = search_sql(1, 384, exact=False, collections=False)
+    params = {"q": _unit(1), "model": "m1", "k": 10}
+    assert "hnsw" not in _explain(exact, params)
+    assert "rag_chunks_hnsw_384" in _explain(approximate, params)
+
+
+@pytest.mark.django_db(databases=["default", "vectors"], transaction=True)
+def test_hnsw_settings_are_set_once_per_connection_and_again_after_a_reconnect(settings):
+    settings.RAG_EXACT_SEARCH_MAX_ROWS = 1  # the HNSW plan, which needs the session settings
+    store = PgVectorStore()
+    store.add(_records(7, 70, 20))
+    try:
+        for _ in range(2):  # a fresh connection each time: the settings follow it
+            connections["vectors"].close()
+            assert len(store.search(tenant_id=7, embedding=_unit(3), model="m1", k=5)) == 5
+            raw = connections["vectors"].connection
+            assert raw.execute("SHOW hnsw.ef_search").fetchone()[0] == str(EF_SEARCH)
+            assert raw.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
+    finally:
+        store.delete_by_source(tenant_id=7, source_id=70)
+
+
+def test_bulk_write_round_trips_content_metadata_and_vectors():
+    """The hand-built binary COPY: every field comes back as written, across blocks, with two
+    dimensions in one write, numpy and list vectors, shared and empty metadata, non-ASCII text."""
+    import numpy as np
+
+    from rag.vectorstore import pgvector
+
+    shared = {"filename": "manual ñ.pdf", "agent_id": 3}
+    records = [
+        ChunkRecord(tenant_id=5, source_id=2**40 + i % 3, collection=("General", "Shadow RAG")[i % 2], chunk_index=i,
+                    content=f"línea {i} ✓ " * (i % 4), embedding=np.asarray(_unit(i), dtype=np.float32) if i % 2 else _unit(i),
+                    model="m1", metadata=shared if i % 3 else {})
+        for i in range(7)
+    ] + [ChunkRecord(tenant_id=6, source_id=1, collection="General", chunk_index=0, content="wide",
+                     embedding=_unit(99, 768), model="m2", metadata={"k": [1, "x"]})]
+    store = PgVectorStore()
+    original = pgvector.COPY_ROWS_PER_BLOCK
+    pgvector.COPY_ROWS_PER_BLOCK = 3  # several blocks
+    try:
+        assert store.add(records) == 8
+    finally:
+        pgvector.COPY_ROWS_PER_BLOCK = original
+    with connections["vectors"].cursor() as cursor:
+        cursor.execute(
+            "SELECT tenant_id, source_id, collection, chunk_index, content, metadata, model, dims, embedding::text "
+            "FROM rag_chunks ORDER BY tenant_id, chunk_index"
+        )
+        rows = cursor.fetchall()
+    assert len(rows) == 8
+    for record, row in zip(records, rows):
+        tenant_id, source_id, collection, index, content, metadata, model, dims, text = row
+        assert (tenant_id, source_id, collection, index, content, model, dims) == (
+            record.tenant_id, record.source_id, record.collection, record.chunk_index, record.content, record.model,
+            len(record.embedding),
+        )
+        assert json.loads(metadata) == record.metadata  # Django's connections load jsonb as text
+        vector = np.array([float(x) for x in text.strip("[]").split(",")], dtype=np.float32)
+        assert np.array_equal(vector, np.asarray(record.embedding, dtype=np.float32))
+    assert store.tenant_plan(5, 384) == (7, None) and store.tenant_plan(6, 768) == (1, None)
+    [hit] = store.search(tenant_id=6, embedding=_unit(99, 768), model="m2", k=1)
+    assert (hit.content, hit.metadata) == ("wide", {"k": [1, "x"]})
