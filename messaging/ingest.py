@@ -99,7 +99,7 @@ def record_inbound(*, binding: ChannelBinding, event: InboundMessage, now=None, 
         _, _, message_id = record_inbound_rows(
             conversation, message, job_queue=answer_conversation.queue, job_task=answer_conversation.name,
             lock_prefix=buffer.BUFFER_LOCK_PREFIX, want_job=event.triggers_turn,
-            notify_sql=events.inbound_notify_sql("conv.tenant_id", "conv.id", "m.id"),
+            notify_sql=events.inbound_notify_sql("conv.tenant_id", "conv.id", "m.id"), binding=binding,
         )
     return message if message_id is not None else None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 from django.db import IntegrityError, connection, models, transaction
 
-from messaging.models import ChatConversation, ChatMessage
+from messaging.models import ChannelBinding, ChatConversation, ChatMessage
 
 
 # Field types whose Python value psycopg adapts as it is (Django's get_db_prep_save only checks
@@ -95,15 +95,24 @@ def upsert_conversation_row(conversation: ChatConversation) -> ChatConversation:
 _INBOUND_SQL: dict[tuple, str] = {}
 
 
+class StaleBinding(Exception):
+    """The channel binding the caller routed by is no longer what the database holds (deactivated,
+    deleted, moved, re-pointed): nothing was written; look it up again."""
+
+
 def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, *, job_queue: str, job_task: str,
-                        lock_prefix: str, want_job: bool, notify_sql: str):
+                        lock_prefix: str, want_job: bool, notify_sql: str, binding):
     """The webhook's whole write in one statement, its own transaction (one round trip):
 
     - upsert the conversation (its row stays locked until commit, so a buffer job decides after us);
     - insert the message unless its provider id is known (the de-duplication);
     - for a new message that wants a turn, defer the buffer job through procrastinate's own SQL
       function, unless one already waits for the conversation (look first: STACK.md);
-    - publish the live events (NOTIFY: delivered on commit, like everything else here).
+    - publish the live events (NOTIFY: delivered on commit, like everything else here);
+    - vouch for the binding: the conversation's tenant comes from the binding row itself, as the
+      caller saw it (active, same tenant, account and agent), so a webhook routed by a binding
+      cached in the process (messaging.webhooks.views) can never write with a stale one: the
+      tenant is then NULL, the statement fails whole, and StaleBinding is raised.
 
     Returns (conversation_id, buffer_due_at, message_id or None for a duplicate). Two webhooks of
     one conversation racing for the job's queueing lock: the loser's statement fails whole (nothing
@@ -116,14 +125,22 @@ def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, *,
     message_columns, message_params = _values(message)
     link = message_columns.index(connection.ops.quote_name("conversation_id"))
     del message_params[link]
+    tenant_at = conversation_columns.index(connection.ops.quote_name("tenant_id"))
+    conversation_params[tenant_at:tenant_at + 1] = [binding.pk, binding.tenant_id, binding.provider,
+                                                    binding.external_id, binding.agent_id]
     key = (tuple(conversation_columns), tuple(message_columns), notify_sql)
     sql = _INBOUND_SQL.get(key)
     if sql is None:
         placeholders = ["%s"] * len(message_columns)
         placeholders[link] = "(SELECT id FROM conv)"
+        conversation_placeholders = ["%s"] * len(conversation_columns)
+        conversation_placeholders[tenant_at] = (
+            f"(SELECT b.tenant_id FROM {ChannelBinding._meta.db_table} b WHERE b.id = %s AND b.tenant_id = %s "
+            "AND b.provider = %s AND b.external_id = %s AND b.is_active AND b.agent_id IS NOT DISTINCT FROM %s)"
+        )
         sql = _INBOUND_SQL[key] = (
             f"WITH conv AS (INSERT INTO {ChatConversation._meta.db_table} AS t ({', '.join(conversation_columns)}) "
-            f"VALUES ({', '.join(['%s'] * len(conversation_columns))}) "
+            f"VALUES ({', '.join(conversation_placeholders)}) "
             f"ON CONFLICT (tenant_id, provider, channel_source, contact_external_id) DO UPDATE SET {_CONVERSATION_UPDATE} "
             "RETURNING t.id, t.tenant_id, t.buffer_due_at), "
             f"msg AS (INSERT INTO {ChatMessage._meta.db_table} ({', '.join(message_columns)}) "
@@ -146,6 +163,10 @@ def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, *,
             row = _execute_prepared(sql, params)
             break
         except IntegrityError as exc:
+            diag = getattr(exc.__cause__, "diag", None)
+            if (isinstance(exc.__cause__, psycopg.errors.NotNullViolation) and diag is not None
+                    and diag.table_name == ChatConversation._meta.db_table and diag.column_name == "tenant_id"):
+                raise StaleBinding(f"binding {binding.pk} changed") from None
             if attempt == 2 or "queueing_lock" not in str(exc):
                 raise
     conversation_id, due_at, message_id = row[:3]

@@ -23,7 +23,8 @@ from messaging import ingest
 from messaging.models import ChannelBinding, Provider, WebhookCounter
 from messaging.signatures import SignatureError, verify_chatwoot, verify_meta, verify_ycloud
 from messaging.webhooks import chatwoot, meta, ycloud
-from messaging.webhooks.normalized import UnexpectedShape
+from messaging.upserts import StaleBinding
+from messaging.webhooks.normalized import InboundMessage, UnexpectedShape
 from vault.credentials import get_optional_credential
 
 logger = logging.getLogger(__name__)
@@ -109,11 +110,23 @@ class MetaWebhook(WebhookView):
             by_route.setdefault(event.route_key, []).append(event)
         totals: dict[str, int] = {}
         for route_key, route_events in by_route.items():
-            binding = _active_binding(self.provider, route_key)
+            # Customer messages may route by the process's cached binding: their one statement
+            # re-checks it in the database (StaleBinding). Statuses and echoes look it up afresh.
+            cacheable = all(isinstance(event, InboundMessage) for event in route_events)
+            binding = _cached_binding(self.provider, route_key) if cacheable else _active_binding(self.provider, route_key)
             if binding is None:
                 self._unknown_binding(f"Meta account {route_key!r}")
                 continue
-            for key, value in ingest.apply_events(binding=binding, parsed=route_events).items():
+            try:
+                counts = ingest.apply_events(binding=binding, parsed=route_events)
+            except StaleBinding:
+                _BINDING_CACHE.pop((self.provider, route_key), None)
+                binding = _active_binding(self.provider, route_key)
+                if binding is None:
+                    self._unknown_binding(f"Meta account {route_key!r}")
+                    continue
+                counts = ingest.apply_events(binding=binding, parsed=route_events)
+            for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
         return Response({"status": "ok", **totals}, status=200)
 
@@ -134,6 +147,23 @@ def _active_binding(provider: str, external_id: str) -> ChannelBinding | None:
     if row is None:
         return None
     return ChannelBinding(provider=provider, is_active=True, **dict(zip(_BINDING_FIELDS, row)))
+
+
+# (provider, account id) -> binding, for the webhook's hot path; never trusted on its own (see
+# messaging.upserts.record_inbound_rows). Bounded: cleared when it grows past the limit.
+_BINDING_CACHE: dict[tuple[str, str], ChannelBinding] = {}
+BINDING_CACHE_MAX = 10_000
+
+
+def _cached_binding(provider: str, external_id: str) -> ChannelBinding | None:
+    binding = _BINDING_CACHE.get((provider, external_id))
+    if binding is None:
+        binding = _active_binding(provider, external_id)
+        if binding is not None:
+            if len(_BINDING_CACHE) >= BINDING_CACHE_MAX:
+                _BINDING_CACHE.clear()
+            _BINDING_CACHE[(provider, external_id)] = binding
+    return binding
 
 
 class TokenWebhook(WebhookView):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from messaging.models import ChatConversation, ChatMessage, WebhookCounter
+from messaging.models import ChannelBinding, ChatConversation, ChatMessage, WebhookCounter
 from messaging.signatures import sign_meta
 from tests.messaging import factories
 from tests.messaging.helpers import post_meta, whatsapp_text
@@ -213,3 +213,36 @@ def test_messenger_delivery_and_read_receipts(anon, tenant_a):
                                                   "timestamp": 9999999999999, "read": {"watermark": 9999999999999}}]))
     outbound.refresh_from_db()
     assert outbound.status == "read"
+
+
+class TestCachedBindingIsAlwaysRechecked:
+    """The webhook routes customer messages by a binding cached in the process; the database has
+    the last word in the same statement that writes."""
+
+    def _send(self, anon, binding, text):
+        return post_meta(anon, whatsapp_text(binding.external_id, "5491100000001", text))
+
+    def test_a_deactivated_binding_stores_nothing_even_when_cached(self, anon, wa_binding):
+        assert self._send(anon, wa_binding, "uno").json()["stored"] == 1  # cache warmed
+        ChannelBinding.dangerously_unscoped.filter(pk=wa_binding.pk).update(is_active=False)
+        assert self._send(anon, wa_binding, "dos").status_code == 200
+        assert list(ChatMessage.dangerously_unscoped.values_list("text", flat=True)) == ["uno"]
+        assert WebhookCounter.objects.get(name="meta_direct.unknown_binding").count == 1
+
+    def test_an_account_moved_to_another_tenant_writes_there(self, anon, wa_binding, tenant_b):
+        self._send(anon, wa_binding, "uno")
+        ChannelBinding.dangerously_unscoped.filter(pk=wa_binding.pk).delete()
+        moved = factories.binding(tenant_b, external_id=wa_binding.external_id)
+        assert self._send(anon, moved, "dos").json()["stored"] == 1
+        message = ChatMessage.dangerously_unscoped.get(text="dos")
+        assert message.tenant_id == tenant_b.pk and message.conversation.tenant_id == tenant_b.pk
+        assert message.conversation.binding_id == moved.pk
+
+    def test_a_new_agent_on_the_binding_is_used_at_once(self, anon, wa_binding):
+        from agents.models import Agent
+
+        self._send(anon, wa_binding, "uno")
+        agent = Agent.objects.for_tenant(wa_binding.tenant_id).create(tenant_id=wa_binding.tenant_id, name="Nuevo")
+        ChannelBinding.dangerously_unscoped.filter(pk=wa_binding.pk).update(agent=agent)
+        post_meta(anon, whatsapp_text(wa_binding.external_id, "5491100000777", "hola"))
+        assert ChatMessage.dangerously_unscoped.get(text="hola").conversation.agent_id == agent.pk
