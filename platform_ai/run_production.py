@@ -7,8 +7,8 @@
 - Background jobs: WORKERS procrastinate workers (buffer, relay, mail).
 
 A reverse proxy sends /ws/ to WS_PORT and everything else to PORT (README, "Production serving").
-Scale out by running more of any of these on other machines against the same database (and Redis
-for the channel layer).
+Scale out by running more of any of these on other machines against the same database (live
+events reach every daphne through PostgreSQL NOTIFY; Redis, when set, is the shared cache).
 """
 
 from __future__ import annotations

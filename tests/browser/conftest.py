@@ -73,7 +73,7 @@ SERVER_SETTINGS = {
 
 def _server_process_setup(database_name: str) -> None:
     # In the forked child: forget the parent's connections (never close them: the socket is
-    # shared with the parent) and its channel layer, then use the test database everywhere.
+    # shared with the parent), then use the test database everywhere.
     from django.db import connections
     from django.test.utils import override_settings
 
