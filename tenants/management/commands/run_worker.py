@@ -12,6 +12,7 @@ idempotency key).
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -68,6 +69,10 @@ class Command(BaseCommand):
         self.stdout.flush()
 
         async def main():
+            # Sync jobs run in the loop's default executor: size it to the concurrency (Python's
+            # default is cores + 4 threads, which would cap a 2-core worker at 6 jobs at a time).
+            asyncio.get_running_loop().set_default_executor(
+                ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job"))
             async with app.open_async():
                 recovery = asyncio.create_task(_recover_forever(stalled, max(heartbeat, 0.5)))
                 try:
