@@ -37,6 +37,7 @@ from messaging.models import (
     MessageStatus,
 )
 from messaging.providers import DeliveryError, get_provider
+from messaging.upserts import defer_job_sql
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger(__name__)
@@ -135,30 +136,50 @@ def queue_message(message: ChatMessage, conversation, *, now: datetime | None = 
         _defer_send(message.tenant_id, message.pk, lane_id, slot)
 
 
-def _schedule_next(lane_id: int | None, *, after: datetime, spacing: float) -> int | None:
-    """Inside the send's final transaction: lock the lane, then hand it to its next queued message
-    (a job at the later of its slot and `after` + spacing) or mark it idle. Returns the message id."""
+def _hand_over_lane(lane_id: int | None, *, after: datetime, spacing: float, locked: bool = False,
+                    unless_running: bool = False, status_event: str | None = None) -> int | None:
+    """The one place a lane passes on, inside the caller's transaction: the lane's next queued
+    message gets its send job (at the later of its slot and `after` + spacing, a polling interval
+    early) and the lane's has_send_job says whether it has one. Returns the job's message id.
+
+    Runs after the lane row is locked (by the caller, or here), in a statement of its own, so it
+    sees every message queued by whoever held the lock before. A job already waiting for the lane
+    (or running, with `unless_running`: the sweep) is left to carry on, so a job re-run after a
+    crash never starts a second chain. `status_event` is published in the same statement."""
     if lane_id is None:
         return None
-    table = DeliveryLane._meta.db_table
+    from messaging.tasks import send_message
+
+    lanes = DeliveryLane._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT tenant_id FROM {table} WHERE id = %s FOR UPDATE", [lane_id])
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        # A new statement after the lock: sees every message committed by whoever held it before.
+        if not locked:
+            cursor.execute(f"SELECT 1 FROM {lanes} WHERE id = %s FOR UPDATE", [lane_id])
+            if cursor.fetchone() is None:
+                return None
         cursor.execute(
-            f"SELECT id, scheduled_at FROM {ChatMessage._meta.db_table} WHERE lane_id = %s AND status = %s "
-            "ORDER BY scheduled_at, id LIMIT 1", [lane_id, MessageStatus.QUEUED],
+            f"""
+            WITH nxt AS (SELECT id, scheduled_at FROM {ChatMessage._meta.db_table}
+                          WHERE lane_id = %s AND status = %s ORDER BY scheduled_at, id LIMIT 1),
+                 flag AS (UPDATE {lanes} SET has_send_job = EXISTS (SELECT 1 FROM nxt) WHERE id = %s
+                          RETURNING tenant_id),
+                 busy AS (SELECT EXISTS (SELECT 1 FROM procrastinate_jobs
+                                          WHERE lock = %s AND status = ANY (%s::procrastinate_job_status[])) AS yes)
+            SELECT CASE WHEN nxt.id IS NOT NULL AND NOT busy.yes THEN nxt.id END,
+                   CASE WHEN nxt.id IS NOT NULL AND NOT busy.yes THEN {defer_job_sql(
+                       lock="%s", queueing_lock="NULL",
+                       args="jsonb_build_object('tenant_id', flag.tenant_id, 'message_id', nxt.id, 'lane_id', %s::bigint)",
+                       at="GREATEST(nxt.scheduled_at, %s::timestamptz + make_interval(secs => %s::float8))"
+                          " - make_interval(secs => %s::float8)")} END,
+                   {events.notify_sql() if status_event is not None else "NULL"}
+              FROM flag CROSS JOIN busy LEFT JOIN nxt ON true
+            """,
+            [lane_id, MessageStatus.QUEUED, lane_id, lane_lock(lane_id),
+             ["todo", "doing"] if unless_running else ["todo"],
+             send_message.queue, send_message.name, lane_lock(lane_id), lane_id, after, spacing,
+             settings.PROCRASTINATE_POLLING_INTERVAL, *([status_event] if status_event is not None else [])],
         )
-        following = cursor.fetchone()
-        if following is None:
-            cursor.execute(f"UPDATE {table} SET has_send_job = false WHERE id = %s", [lane_id])
-            return None
-    message_id, slot = following
-    at = max(slot or after, after + timedelta(seconds=spacing))
-    _defer_send(row[0], message_id, lane_id, at)
-    return message_id
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def recover_stranded_lanes(*, older_than_seconds: float = 60) -> int:
@@ -180,8 +201,7 @@ def recover_stranded_lanes(*, older_than_seconds: float = 60) -> int:
     restarted = 0
     for lane_id in lane_ids:
         with transaction.atomic():
-            if _schedule_next(lane_id, after=timezone.now(), spacing=0) is not None:
-                DeliveryLane.dangerously_unscoped.filter(pk=lane_id).update(has_send_job=True)
+            if _hand_over_lane(lane_id, after=timezone.now(), spacing=0, unless_running=True) is not None:
                 restarted += 1
     if restarted:
         logger.warning("Relay: restarted %d lane(s) whose queued messages had no send job", restarted)
@@ -283,7 +303,7 @@ def deliver(*, tenant_id: int, message_id: int, lane_id: int | None = None) -> O
         if message is None or message.status != MessageStatus.QUEUED:
             # Gone, or already handled (a re-run after a crash): the lane goes on with its next.
             with transaction.atomic():
-                _schedule_next(lane_id, after=timezone.now(), spacing=0)
+                _hand_over_lane(lane_id, after=timezone.now(), spacing=0)
             if message is None:
                 return Outcome("missing")
             return Outcome("skipped", f"message is {message.status}")
@@ -315,8 +335,6 @@ def _record_sent(message, attempt, lane, result, finished, duration, spacing) ->
     the lane's last send (which locks the lane row); (2) after the lock, the lane's next queued
     message gets its job (or the lane goes idle) and staff screens hear of the status. The second
     statement starts after the lock is held, so it sees any message queued by whoever held it."""
-    from messaging.tasks import send_message
-
     message.status, message.sent_at, message.error = MessageStatus.SENT, finished, ""
     message.provider_message_id = result.provider_message_id or None
     attempt.outcome, attempt.http_status, attempt.duration_ms = "sent", result.http_status, duration
@@ -337,24 +355,8 @@ def _record_sent(message, attempt, lane, result, finished, duration, spacing) ->
         if lane_id is None:
             cursor.execute(f"SELECT {events.notify_sql()}", [status_event])
             return
-        cursor.execute(
-            f"""
-            WITH nxt AS (SELECT id, scheduled_at FROM {messages} WHERE lane_id = %s AND status = %s
-                          ORDER BY scheduled_at, id LIMIT 1),
-                 flag AS (UPDATE {lanes} SET has_send_job = EXISTS (SELECT 1 FROM nxt) WHERE id = %s RETURNING id)
-            SELECT nxt.id,
-                   CASE WHEN nxt.id IS NOT NULL THEN procrastinate_defer_jobs_v1(ARRAY[ROW(
-                       %s::varchar, %s::varchar, 0, 'lane:' || %s::bigint, NULL,
-                       jsonb_build_object('tenant_id', %s::bigint, 'message_id', nxt.id, 'lane_id', %s::bigint),
-                       GREATEST(nxt.scheduled_at, %s::timestamptz + make_interval(secs => %s::float8))
-                         - make_interval(secs => %s::float8)
-                   )::procrastinate_job_to_defer_v1]) END,
-                   {events.notify_sql()}
-              FROM (SELECT 1) AS one LEFT JOIN nxt ON true
-            """,
-            [lane_id, MessageStatus.QUEUED, lane_id, send_message.queue, send_message.name, lane_id,
-             message.tenant_id, lane_id, finished, spacing, settings.PROCRASTINATE_POLLING_INTERVAL, status_event],
-        )
+        # The lane row is locked by the first statement; the hand-over is the second.
+        _hand_over_lane(lane_id, after=finished, spacing=spacing, locked=True, status_event=status_event)
 
 
 def _start_attempt(message: ChatMessage, started: datetime) -> DeliveryAttempt:
@@ -406,9 +408,8 @@ def _record(message, attempt, lane, result, error, finished, duration, *, spacin
         message.save(update_fields=fields)
         if attempt.outcome != "retry":
             events.message_status(message)
-            # Sent or failed for good: the lane's next message gets its job (a retry keeps the lane).
-            _schedule_next(message.lane_id or (lane.pk if lane else None), after=finished,
-                           spacing=spacing if error is None else 0)
+            # Failed for good: the lane's next message gets its job (a retry keeps the lane).
+            _hand_over_lane(message.lane_id or (lane.pk if lane else None), after=finished, spacing=0)
     if retry_at is not None:
         logger.warning("Message %s attempt %s failed, retrying at %s: %s", message.pk, attempt.number, retry_at, error.detail)
         raise RetryDelivery(retry_at, error.detail)

@@ -92,6 +92,16 @@ def upsert_conversation_row(conversation: ChatConversation) -> ChatConversation:
     return list(ChatConversation.dangerously_unscoped.raw(sql, params))[0]
 
 
+def defer_job_sql(*, lock: str, queueing_lock: str, args: str, at: str) -> str:
+    """SQL deferring one procrastinate job from inside a statement, through procrastinate's own
+    function (the one its Python `defer` calls; pinned by requirements.txt): the arguments are SQL
+    expressions; the fragment starts with two placeholders, the task's queue and its name."""
+    return (
+        "procrastinate_defer_jobs_v1(ARRAY[ROW(%s::varchar, %s::varchar, 0, "
+        f"{lock}, {queueing_lock}, {args}, {at})::procrastinate_job_to_defer_v1])"
+    )
+
+
 _INBOUND_SQL: dict[tuple, str] = {}
 
 
@@ -150,9 +160,10 @@ def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, *,
             "SELECT conv.id, conv.buffer_due_at, m.id, "
             "CASE WHEN m.id IS NOT NULL AND %s::boolean AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j "
             "  WHERE j.queueing_lock = %s::text || conv.id AND j.status = 'todo') "
-            "THEN procrastinate_defer_jobs_v1(ARRAY[ROW(%s::varchar, %s::varchar, 0, %s::text || conv.id, "
-            "  %s::text || conv.id, jsonb_build_object('tenant_id', conv.tenant_id, 'conversation_id', conv.id), "
-            "  conv.buffer_due_at)::procrastinate_job_to_defer_v1]) END, "
+            "THEN " + defer_job_sql(
+                lock="%s::text || conv.id", queueing_lock="%s::text || conv.id",
+                args="jsonb_build_object('tenant_id', conv.tenant_id, 'conversation_id', conv.id)",
+                at="conv.buffer_due_at") + " END, "
             f"CASE WHEN m.id IS NOT NULL THEN {notify_sql} END "
             "FROM conv LEFT JOIN msg m ON true"
         )

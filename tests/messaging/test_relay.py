@@ -280,3 +280,19 @@ def test_each_page_replies_with_its_own_token(tenant_a, channel, external_id, to
         return_value=httpx.Response(200, json={"recipient_id": "PSID7", "message_id": "m_OUT2"}))
     assert _run(_queued(conversation)) == "sent"
     assert route.calls.last.request.headers["Authorization"] == f"Bearer {token}"
+
+
+@respx.mock
+def test_a_send_job_run_again_after_a_crash_starts_no_second_chain(wa_conversation):
+    """kill -9 after the send committed (and scheduled the lane's next job) but before the worker
+    marked the job done: the requeued job finds its message sent and leaves the waiting job alone."""
+    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(
+        return_value=httpx.Response(200, json={"messages": [{"id": "wamid.C1"}]}))
+    past = timezone.now() - timedelta(seconds=60)
+    first, second = relay_parts(conversation=wa_conversation, parts=["uno", "dos"], role="agent", now=past)
+    [job] = _send_jobs()
+    ProcrastinateJob.objects.filter(pk=job.pk).update(status="doing")
+    assert deliver(**job.args).status == "sent"
+    assert [j.args["message_id"] for j in _send_jobs()] == [second.pk]
+    assert deliver(**job.args).status == "skipped"  # the requeued run
+    assert [j.args["message_id"] for j in _send_jobs()] == [second.pk]  # still one chain
