@@ -109,10 +109,14 @@ def notify_sql() -> str:
     return f"pg_notify('{CHANNEL}', %s)"
 
 
+def _status_fields(message) -> dict:
+    return {"message_id": message.pk, "status": message.status, "error": (message.error or "")[:MAX_ERROR_CHARS]}
+
+
 def message_status_payload(message) -> str:
+    """message.status as a NOTIFY payload, for notify_sql()."""
     return _chunks([{"kind": MESSAGE_STATUS, "tenant_id": message.tenant_id, "conversation_id": message.conversation_id,
-                     "message_id": message.pk, "status": message.status,
-                     "error": (message.error or "")[:MAX_ERROR_CHARS]}])[0]
+                     **_status_fields(message)}])[0]
 
 
 def message_created(message) -> None:
@@ -120,10 +124,7 @@ def message_created(message) -> None:
 
 
 def message_status(message) -> None:
-    publish(
-        message.tenant_id, message.conversation_id, MESSAGE_STATUS,
-        message_id=message.pk, status=message.status, error=(message.error or "")[:MAX_ERROR_CHARS],
-    )
+    publish(message.tenant_id, message.conversation_id, MESSAGE_STATUS, **_status_fields(message))
 
 
 def conversation_updated(conversation) -> None:

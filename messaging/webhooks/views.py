@@ -35,7 +35,7 @@ def count(name: str) -> None:
         WebhookCounter.objects.get_or_create(name=name, defaults={"count": 1})
 
 
-def Response(data: dict, status: int = 200) -> JsonResponse:  # noqa: N802 - DRF's spelling, kept for reading
+def json_reply(data: dict, status: int = 200) -> JsonResponse:
     return JsonResponse(data, status=status)
 
 
@@ -50,10 +50,10 @@ class WebhookView(View):
         try:
             return super().dispatch(request, *args, **kwargs)
         except _Reply as exc:
-            return Response({"detail": exc.detail, "code": exc.code}, status=exc.status)
+            return json_reply({"detail": exc.detail, "code": exc.code}, status=exc.status)
 
     def http_method_not_allowed(self, request, *args, **kwargs):
-        return Response({"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"},
+        return json_reply({"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"},
                         status=405)
 
     def _json(self, request):
@@ -65,7 +65,7 @@ class WebhookView(View):
     def _unexpected(self, exc: UnexpectedShape):
         logger.warning("%s webhook: unexpected shape: %s", self.provider, exc)
         count(f"{self.provider}.unexpected_shape")
-        return Response({"detail": f"Ignored: {exc}", "code": "ignored"}, status=200)
+        return json_reply({"detail": f"Ignored: {exc}", "code": "ignored"}, status=200)
 
     def _unknown_binding(self, what: str):
         logger.warning("%s webhook: no active channel binding for %s; nothing stored", self.provider, what)
@@ -95,7 +95,7 @@ class MetaWebhook(WebhookView):
         token = settings.META_VERIFY_TOKEN
         if params.get("hub.mode") == "subscribe" and token and params.get("hub.verify_token") == token:
             return HttpResponse(params.get("hub.challenge", ""), content_type="text/plain")
-        return Response({"detail": "Verification token mismatch", "code": "forbidden"}, status=403)
+        return json_reply({"detail": "Verification token mismatch", "code": "forbidden"}, status=403)
 
     def post(self, request):
         body = request.body
@@ -128,7 +128,7 @@ class MetaWebhook(WebhookView):
                 counts = ingest.apply_events(binding=binding, parsed=route_events)
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
-        return Response({"status": "ok", **totals}, status=200)
+        return json_reply({"status": "ok", **totals}, status=200)
 
 
 _BINDING_FIELDS = ("id", "tenant_id", "agent_id", "channel_source", "external_id")
@@ -182,7 +182,7 @@ class ChatwootWebhook(TokenWebhook):
         binding = self.binding_for(token)
         if binding is None:
             self._unknown_binding("an unknown webhook token")
-            return Response({"detail": "Ignored: unknown webhook token", "code": "ignored"}, status=200)
+            return json_reply({"detail": "Ignored: unknown webhook token", "code": "ignored"}, status=200)
         body = request.body
         secret = get_optional_credential(binding.tenant_id, "chatwoot", "WEBHOOK_SECRET")
         if secret:
@@ -195,12 +195,12 @@ class ChatwootWebhook(TokenWebhook):
             return self._unexpected(exc)
         delivery = request.headers.get("X-Chatwoot-Delivery", "")
         if parsed and ingest.seen_event(tenant_id=binding.tenant_id, provider=self.provider, event_id=delivery):
-            return Response({"status": "duplicate"}, status=200)
+            return json_reply({"status": "duplicate"}, status=200)
         wrong = [e for e in parsed if e.route_key and e.route_key != binding.external_id]
         if wrong:
             self._unknown_binding(f"Chatwoot account {wrong[0].route_key!r} on token of account {binding.external_id!r}")
-            return Response({"detail": "Ignored: account does not match this webhook", "code": "ignored"}, status=200)
-        return Response({"status": "ok", **ingest.apply_events(binding=binding, parsed=parsed)}, status=200)
+            return json_reply({"detail": "Ignored: account does not match this webhook", "code": "ignored"}, status=200)
+        return json_reply({"status": "ok", **ingest.apply_events(binding=binding, parsed=parsed)}, status=200)
 
 
 class YCloudWebhook(TokenWebhook):
@@ -210,7 +210,7 @@ class YCloudWebhook(TokenWebhook):
         binding = self.binding_for(token)
         if binding is None:
             self._unknown_binding("an unknown webhook token")
-            return Response({"detail": "Ignored: unknown webhook token", "code": "ignored"}, status=200)
+            return json_reply({"detail": "Ignored: unknown webhook token", "code": "ignored"}, status=200)
         body = request.body
         secret = get_optional_credential(binding.tenant_id, "ycloud", "WEBHOOK_SECRET")
         if not secret:
@@ -221,9 +221,9 @@ class YCloudWebhook(TokenWebhook):
         except UnexpectedShape as exc:
             return self._unexpected(exc)
         if ingest.seen_event(tenant_id=binding.tenant_id, provider=self.provider, event_id=event_id):
-            return Response({"status": "duplicate"}, status=200)
+            return json_reply({"status": "duplicate"}, status=200)
         target = self._binding_for_number(binding, parsed)
-        return Response({"status": "ok", **ingest.apply_events(binding=target, parsed=parsed)}, status=200)
+        return json_reply({"status": "ok", **ingest.apply_events(binding=target, parsed=parsed)}, status=200)
 
     def _binding_for_number(self, binding, parsed) -> ChannelBinding:
         """One YCloud account may serve several numbers: prefer the tenant's binding for `to`."""
