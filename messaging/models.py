@@ -199,15 +199,24 @@ class DeliveryLane(TenantScopedModel):
     provider = models.CharField(max_length=20, choices=Provider.choices)
     recipient = models.CharField(max_length=160)
     next_free_at = models.DateTimeField()
-    # When the last send on this lane finished (the send job keeps real spacing from it).
+    # When the last send on this lane finished (the next one leaves at least the spacing after it).
     last_sent_at = models.DateTimeField(null=True, blank=True)
-    # A send job is scheduled or running for the lane: its queued messages are sent one job after
-    # the other (each send schedules the next), so waiting messages hold no job of their own.
-    has_send_job = models.BooleanField(default=False, db_default=False)
+    # When the lane's next queued message may leave; empty when nothing waits. A relay dispatcher
+    # claims due lanes (claimed_by: its id, held as a PostgreSQL advisory lock while it lives),
+    # sends each one's next message and sets the lane's next due time or empties it.
+    due_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.BigIntegerField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["tenant", "provider", "recipient"], name="delivery_lane_unique")
+        ]
+        indexes = [
+            # What the dispatchers claim, earliest first; and what they hold (for the orphan sweep).
+            models.Index(fields=["due_at"], condition=Q(due_at__isnull=False, claimed_by__isnull=True),
+                         name="lane_due_idx"),
+            models.Index(fields=["claimed_by"], condition=Q(claimed_by__isnull=False), name="lane_claimed_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,23 +1,31 @@
 """The Universal Delivery Relay: every outbound message (agent, staff, API) leaves through here.
 
-relay_message() stores each part as a queued ChatMessage and claims the recipient lane's next
-free slot in one SQL statement (so spacing holds across processes and restarts). Each lane has
-at most one send job at a time: the lane's first message gets a job at its slot; the others wait
-as queued rows, and every finished send schedules the job of the lane's next message (in slot
-order, at its slot and at least the spacing after the real send). The lane row's lock decides
-between "the running job takes it" and "start a job", so no message is left without one; a
-periodic sweep restarts any lane whose job was lost anyway. Few jobs wait in the queue (one per
-busy lane, not one per message), which keeps the workers' job fetch cheap at any backlog.
+Queueing: relay_parts() stores each part as a queued ChatMessage and claims the recipient lane's
+next free slot in one SQL statement, so spacing holds across processes and restarts. The lane
+row also says when its next queued message may leave (`due_at`): an idle lane becomes due when a
+message arrives, and every send moves it on.
 
-deliver() is the send job: it keeps the real gap from the previous send on the lane, calls the
-provider with the message's idempotency key, records a DeliveryAttempt, and asks for a retry
-with exponential backoff and jitter on timeouts, connection errors, 5xx and 429.
+Sending: relay dispatchers (one per worker process, messaging/dispatcher.py) claim due lanes in
+batches (FOR UPDATE SKIP LOCKED, so any number of them share the work), send each lane's next
+message at its due time and record the result, which moves the lane on:
+- sent: the next message is due at its slot and at least the spacing after the real send;
+- retryable failure (timeout, connection error, 5xx, 429): the same message is due again after
+  an exponential backoff with jitter, so the lane keeps its order;
+- permanent failure (other 4xx, no credentials, after the last attempt): the next one is due.
+A lane has one message in flight at a time, so order and spacing hold; lanes never wait for each
+other. A dispatcher holds a PostgreSQL advisory lock while it lives: lanes claimed by one that
+died (kill -9) are taken over after RELAY_ORPHAN_SECONDS, longer than a provider call can last,
+and their message is sent again with the same idempotency key.
+
+There is no job per message: a procrastinate job per send spent most of its time in the job
+queue's own bookkeeping (bench/README.md has both designs side by side).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,23 +45,23 @@ from messaging.models import (
     MessageStatus,
 )
 from messaging.providers import DeliveryError, get_provider
-from messaging.upserts import defer_job_sql
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger(__name__)
 
 # Characters per message each channel accepts; longer text is split on word boundaries.
 CHANNEL_LIMITS = {"whatsapp": 4096, "facebook": 2000, "instagram": 1000, "playground": 4096}
-# A send job that finds its lane busy a little longer sleeps; beyond this it is rescheduled.
-MAX_INLINE_WAIT_SECONDS = 1.0
+# Dispatchers hold pg_advisory_lock(LOCK_CLASS, <their id>) while they live; NOTIFY on
+# WAKE_CHANNEL tells them a lane is due now (they also poll every RELAY_POLL_SECONDS).
+LOCK_CLASS = 0x52454C41
+WAKE_CHANNEL = "relay_due"
+
+MESSAGES, LANES, ATTEMPTS = ChatMessage._meta.db_table, DeliveryLane._meta.db_table, DeliveryAttempt._meta.db_table
 
 
-class RetryDelivery(Exception):
-    """Raised by the send job so procrastinate re-runs the same job (its lane order is kept)."""
-
-    def __init__(self, retry_at: datetime, reason: str):
-        super().__init__(reason)
-        self.retry_at = retry_at
+def new_owner_id() -> int:
+    """A dispatcher's id: the second key of its advisory lock (a positive int4)."""
+    return secrets.randbelow(2**31 - 2) + 1
 
 
 def split_text(text: str, limit: int) -> list[str]:
@@ -71,140 +79,66 @@ def split_text(text: str, limit: int) -> list[str]:
     return parts
 
 
+def spacing_for(provider_name: str) -> float:
+    return settings.RELAY_SPACING_SECONDS if getattr(get_provider(provider_name), "spaced", True) else 0.0
+
+
 def claim_slot(*, tenant_id: int, provider: str, recipient: str, now: datetime, spacing: float) -> tuple[int, datetime]:
-    """Atomically take the lane's next free moment (≥ now) and push it `spacing` further. The
-    lane row stays locked until the caller's transaction ends."""
+    """Atomically take the lane's next free moment (≥ now) and push it `spacing` further. An idle
+    lane becomes due at that moment (or the spacing after its last send), and dispatchers are
+    woken when that is now. The lane row stays locked until the caller's transaction ends."""
     gap = timedelta(seconds=spacing)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {DeliveryLane._meta.db_table} (tenant_id, provider, recipient, next_free_at)
-            VALUES (%s, %s, %s, %s)
-            ON CONFLICT (tenant_id, provider, recipient) DO UPDATE
-               SET next_free_at = GREATEST({DeliveryLane._meta.db_table}.next_free_at, %s) + %s
-            RETURNING id, next_free_at
+            WITH lane AS (
+                INSERT INTO {LANES} AS l (tenant_id, provider, recipient, next_free_at, due_at)
+                VALUES (%(tenant)s, %(provider)s, %(recipient)s, %(now)s::timestamptz + %(gap)s, %(now)s)
+                ON CONFLICT (tenant_id, provider, recipient) DO UPDATE
+                   SET next_free_at = GREATEST(l.next_free_at, %(now)s) + %(gap)s,
+                       due_at = CASE WHEN l.due_at IS NULL AND l.claimed_by IS NULL
+                                     THEN GREATEST(l.next_free_at, %(now)s, l.last_sent_at + %(gap)s)
+                                     ELSE l.due_at END
+                RETURNING id, next_free_at - %(gap)s AS slot, due_at)
+            SELECT id, slot, CASE WHEN due_at <= %(horizon)s THEN pg_notify('{WAKE_CHANNEL}', '') END FROM lane
             """,
-            [tenant_id, provider, recipient, now + gap, now, gap],
+            {"tenant": tenant_id, "provider": provider, "recipient": recipient, "now": now, "gap": gap,
+             "horizon": timezone.now() + timedelta(seconds=settings.RELAY_POLL_SECONDS)},
         )
-        lane_id, next_free = cursor.fetchone()
-    return lane_id, next_free - gap
-
-
-def lane_lock(lane_id: int) -> str:
-    return f"lane:{lane_id}"
-
-
-def _job_time(due: datetime) -> datetime:
-    """A scheduled job is only noticed at the workers' next poll: schedule it one polling interval
-    early and let it wait the rest (at most that long) in _keep_spacing, so it leaves on time."""
-    return due - timedelta(seconds=settings.PROCRASTINATE_POLLING_INTERVAL)
-
-
-def _defer_send(tenant_id: int, message_id: int, lane_id: int, due: datetime) -> None:
-    from messaging.tasks import send_message
-
-    # The lock is a second guard: were a lane ever to get two jobs, they would still run in turn.
-    send_message.configure(lock=lane_lock(lane_id), schedule_at=_job_time(due)).defer(
-        tenant_id=tenant_id, message_id=message_id, lane_id=lane_id
-    )
-
-
-def _take_lane(lane_id: int) -> bool:
-    """Mark the lane as having a send job; True when it had none (the caller must defer one).
-    The caller holds the lane row lock (claim_slot), so a finishing job decides before or after."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {DeliveryLane._meta.db_table} SET has_send_job = true WHERE id = %s AND NOT has_send_job "
-            "RETURNING id", [lane_id],
-        )
-        return cursor.fetchone() is not None
+        lane_id, slot, _ = cursor.fetchone()
+    return lane_id, slot
 
 
 def queue_message(message: ChatMessage, conversation, *, now: datetime | None = None) -> None:
-    """Claim the lane slot and, if the lane is idle, schedule its send job (inside the caller's
-    transaction); otherwise the lane's running job reaches this message in slot order."""
-    now = now or timezone.now()
-    provider = get_provider(message.provider)
-    spacing = settings.RELAY_SPACING_SECONDS if getattr(provider, "spaced", True) else 0
+    """Claim the lane slot (inside the caller's transaction); the lane's dispatcher reaches this
+    message in slot order."""
     lane_id, slot = claim_slot(
         tenant_id=message.tenant_id, provider=message.provider, recipient=conversation.contact_external_id,
-        now=now, spacing=spacing,
+        now=now or timezone.now(), spacing=spacing_for(message.provider),
     )
     message.scheduled_at, message.lane_id = slot, lane_id
     message.save(update_fields=["scheduled_at", "lane"])
-    if _take_lane(lane_id):
-        _defer_send(message.tenant_id, message.pk, lane_id, slot)
-
-
-def _hand_over_lane(lane_id: int | None, *, after: datetime, spacing: float, locked: bool = False,
-                    unless_running: bool = False, status_event: str | None = None) -> int | None:
-    """The one place a lane passes on, inside the caller's transaction: the lane's next queued
-    message gets its send job (at the later of its slot and `after` + spacing, a polling interval
-    early) and the lane's has_send_job says whether it has one. Returns the job's message id.
-
-    Runs after the lane row is locked (by the caller, or here), in a statement of its own, so it
-    sees every message queued by whoever held the lock before. A job already waiting for the lane
-    (or running, with `unless_running`: the sweep) is left to carry on, so a job re-run after a
-    crash never starts a second chain. `status_event` is published in the same statement."""
-    if lane_id is None:
-        return None
-    from messaging.tasks import send_message
-
-    lanes = DeliveryLane._meta.db_table
-    with connection.cursor() as cursor:
-        if not locked:
-            cursor.execute(f"SELECT 1 FROM {lanes} WHERE id = %s FOR UPDATE", [lane_id])
-            if cursor.fetchone() is None:
-                return None
-        cursor.execute(
-            f"""
-            WITH nxt AS (SELECT id, scheduled_at FROM {ChatMessage._meta.db_table}
-                          WHERE lane_id = %s AND status = %s ORDER BY scheduled_at, id LIMIT 1),
-                 flag AS (UPDATE {lanes} SET has_send_job = EXISTS (SELECT 1 FROM nxt) WHERE id = %s
-                          RETURNING tenant_id),
-                 busy AS (SELECT EXISTS (SELECT 1 FROM procrastinate_jobs
-                                          WHERE lock = %s AND status = ANY (%s::procrastinate_job_status[])) AS yes)
-            SELECT CASE WHEN nxt.id IS NOT NULL AND NOT busy.yes THEN nxt.id END,
-                   CASE WHEN nxt.id IS NOT NULL AND NOT busy.yes THEN {defer_job_sql(
-                       lock="%s", queueing_lock="NULL",
-                       args="jsonb_build_object('tenant_id', flag.tenant_id, 'message_id', nxt.id, 'lane_id', %s::bigint)",
-                       at="GREATEST(nxt.scheduled_at, %s::timestamptz + make_interval(secs => %s::float8))"
-                          " - make_interval(secs => %s::float8)")} END,
-                   {events.notify_sql() if status_event is not None else "NULL"}
-              FROM flag CROSS JOIN busy LEFT JOIN nxt ON true
-            """,
-            [lane_id, MessageStatus.QUEUED, lane_id, lane_lock(lane_id),
-             ["todo", "doing"] if unless_running else ["todo"],
-             send_message.queue, send_message.name, lane_lock(lane_id), lane_id, after, spacing,
-             settings.PROCRASTINATE_POLLING_INTERVAL, *([status_event] if status_event is not None else [])],
-        )
-        row = cursor.fetchone()
-    return row[0] if row else None
 
 
 def recover_stranded_lanes(*, older_than_seconds: float = 60) -> int:
-    """Restart lanes whose queued messages have no send job (a job that failed outright, a
-    database restored from backup): the periodic safety net under the chain."""
-    table, messages = DeliveryLane._meta.db_table, ChatMessage._meta.db_table
+    """Lanes with queued messages but neither a due time nor a dispatcher (a database restored
+    from a backup, a hand edit) become due again: the periodic safety net under the dispatchers."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT l.id FROM {table} l
-             WHERE EXISTS (SELECT 1 FROM {messages} m WHERE m.lane_id = l.id AND m.status = %s
-                                                        AND m.scheduled_at < now() - make_interval(secs => %s))
-               AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
-                                WHERE j.lock = 'lane:' || l.id AND j.status IN ('todo', 'doing'))
+            UPDATE {LANES} l
+               SET due_at = GREATEST(q.first_slot, now(), l.last_sent_at + make_interval(secs => %(gap)s))
+              FROM (SELECT lane_id, min(scheduled_at) AS first_slot FROM {MESSAGES}
+                     WHERE status = %(queued)s AND lane_id IS NOT NULL GROUP BY lane_id
+                    HAVING min(scheduled_at) < now() - make_interval(secs => %(older)s)) q
+             WHERE l.id = q.lane_id AND l.due_at IS NULL AND l.claimed_by IS NULL
+            RETURNING l.id
             """,
-            [MessageStatus.QUEUED, older_than_seconds],
+            {"gap": settings.RELAY_SPACING_SECONDS, "queued": MessageStatus.QUEUED, "older": older_than_seconds},
         )
-        lane_ids = [row[0] for row in cursor.fetchall()]
-    restarted = 0
-    for lane_id in lane_ids:
-        with transaction.atomic():
-            if _hand_over_lane(lane_id, after=timezone.now(), spacing=0, unless_running=True) is not None:
-                restarted += 1
+        restarted = len(cursor.fetchall())
     if restarted:
-        logger.warning("Relay: restarted %d lane(s) whose queued messages had no send job", restarted)
+        logger.warning("Relay: %d lane(s) had queued messages but no due time; they are due again", restarted)
     return restarted
 
 
@@ -232,6 +166,50 @@ def relay_parts(*, conversation, parts: list[str], role: str, sent_by=None, turn
 class Outcome:
     status: str
     detail: str = ""
+    message_id: int | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass
+class Claim:
+    """A lane a dispatcher holds, and (once prepared) its next message and the attempt at it."""
+
+    lane_id: int
+    tenant_id: int
+    provider: str
+    due_at: datetime
+    message: ChatMessage | None = None
+    attempt_id: int | None = None
+
+
+CLAIM_SQL = f"""
+    WITH due AS (SELECT id FROM {LANES} WHERE due_at <= %(horizon)s AND claimed_by IS NULL
+                  ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    UPDATE {LANES} l SET claimed_by = %(owner)s, claimed_at = now() FROM due WHERE l.id = due.id
+    RETURNING l.id, l.tenant_id, l.provider, l.due_at
+"""
+
+# Lanes back to the pool: those held by dispatchers that are gone (their advisory lock ended with
+# their session) for longer than a provider call can last, and those this dispatcher holds but
+# no longer works on (a send that raised). Their message is sent again, with the same key.
+RELEASE_SQL = f"""
+    UPDATE {LANES} SET claimed_by = NULL, claimed_at = NULL, due_at = COALESCE(due_at, now())
+     WHERE claimed_by IS NOT NULL
+       AND CASE WHEN claimed_by = %(owner)s THEN NOT (id = ANY(%(working)s::bigint[]))
+                ELSE claimed_at < now() - make_interval(secs => %(grace)s)
+                     AND claimed_by <> ALL (ARRAY(SELECT objid::bigint FROM pg_locks
+                                                   WHERE locktype = 'advisory' AND classid = {LOCK_CLASS}
+                                                     AND objsubid = 2 AND granted)) END
+    RETURNING id
+"""
+
+
+def claims_from_rows(rows) -> list[Claim]:
+    return [Claim(lane_id=r[0], tenant_id=r[1], provider=r[2], due_at=r[3]) for r in rows]
+
+
+def release_params(owner: int, working) -> dict:
+    return {"owner": owner, "working": list(working), "grace": settings.RELAY_ORPHAN_SECONDS}
 
 
 def _backoff_seconds(attempt: int, retry_after: float | None) -> float:
@@ -241,83 +219,122 @@ def _backoff_seconds(attempt: int, retry_after: float | None) -> float:
     return max(delay, retry_after or 0)
 
 
-def _keep_spacing(lane: DeliveryLane | None, spacing: float, slot: datetime | None = None) -> None:
-    """Sleep briefly (or reschedule) until the message's slot and ≥ spacing after the lane's
-    previous real send (jobs are scheduled a polling interval early, see _job_time)."""
-    candidates = [slot] if slot else []
-    if lane is not None and lane.last_sent_at and spacing > 0:
-        candidates.append(lane.last_sent_at + timedelta(seconds=spacing))
-    if not candidates:
-        return
-    earliest = max(candidates)
-    wait = (earliest - timezone.now()).total_seconds()
-    if wait > MAX_INLINE_WAIT_SECONDS:
-        raise RetryDelivery(earliest, f"lane busy until {earliest.isoformat()}")
-    if wait > 0:
-        time.sleep(wait)
-
-
 _LOAD_SQL: str | None = None
-_LOAD_MODELS = (ChatMessage, ChatConversation, ChannelBinding, DeliveryLane)
+_LOAD_MODELS = (ChatMessage, ChatConversation, ChannelBinding)
 
 
-def _load_for_send(tenant_id: int, message_id: int) -> ChatMessage | None:
-    """The message with its conversation, binding and lane in one query whose SQL is built once
-    per process (the ORM's select_related compiles this join anew on every send: ~1.5 ms)."""
+def _load_heads(lane_ids: list[int]) -> dict[int, ChatMessage]:
+    """Each lane's next queued message with its conversation and binding, in one query whose SQL
+    is built once per process (the ORM's select_related compiles the join anew every time)."""
     global _LOAD_SQL
     if _LOAD_SQL is None:
-        aliases = ("m", "c", "b", "l")
         columns = ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}"
-                            for alias, model in zip(aliases, _LOAD_MODELS) for field in model._meta.concrete_fields)
+                            for alias, model in zip("mcb", _LOAD_MODELS) for field in model._meta.concrete_fields)
         _LOAD_SQL = (
-            f"SELECT {columns} FROM {ChatMessage._meta.db_table} m "
-            f"JOIN {ChatConversation._meta.db_table} c ON c.id = m.conversation_id "
+            f"SELECT DISTINCT ON (m.lane_id) {columns} FROM {MESSAGES} m "
+            f"JOIN {LANES} l ON l.id = m.lane_id AND l.tenant_id = m.tenant_id "
+            f"JOIN {ChatConversation._meta.db_table} c ON c.id = m.conversation_id AND c.tenant_id = m.tenant_id "
             f"LEFT JOIN {ChannelBinding._meta.db_table} b ON b.id = c.binding_id "
-            f"LEFT JOIN {DeliveryLane._meta.db_table} l ON l.id = m.lane_id "
-            "WHERE m.id = %s AND m.tenant_id = %s"
+            "WHERE m.lane_id = ANY(%s) AND m.status = %s ORDER BY m.lane_id, m.scheduled_at, m.id"
         )
     with connection.cursor() as cursor:
-        cursor.execute(_LOAD_SQL, [message_id, tenant_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    instances, start = [], 0
-    for model in _LOAD_MODELS:
-        fields = model._meta.concrete_fields
-        values = row[start:start + len(fields)]
-        start += len(fields)
-        instances.append(None if values[0] is None else model.from_db(
-            connection.alias, [f.attname for f in fields], [
-                f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
-                for f, v in zip(fields, values)]))
-    message, conversation, binding, lane = instances
-    conversation.binding = binding
-    message.conversation, message.lane = conversation, lane
-    return message
+        cursor.execute(_LOAD_SQL, [lane_ids, MessageStatus.QUEUED])
+        rows = cursor.fetchall()
+    heads = {}
+    for row in rows:
+        instances, start = [], 0
+        for model in _LOAD_MODELS:
+            fields = model._meta.concrete_fields
+            values = row[start:start + len(fields)]
+            start += len(fields)
+            instances.append(None if values[0] is None else model.from_db(
+                connection.alias, [f.attname for f in fields], [
+                    f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
+                    for f, v in zip(fields, values)]))
+        message, conversation, binding = instances
+        conversation.binding = binding
+        message.conversation = conversation
+        heads[message.lane_id] = message
+    return heads
 
 
-def deliver(*, tenant_id: int, message_id: int, lane_id: int | None = None) -> Outcome:
-    """The send job's body. Safe to run again: a message that left is never sent twice by us."""
-    with tenant_scope(tenant_id):
-        message = _load_for_send(tenant_id, message_id)
-        if message is None or message.status != MessageStatus.QUEUED:
-            # Gone, or already handled (a re-run after a crash): the lane goes on with its next.
+def prepare(claims: list[Claim], owner: int) -> list[Claim]:
+    """Load each claimed lane's next message and count the attempt at it: its DeliveryAttempt row
+    is committed before the call, so an interrupted try stays visible. Lanes with nothing queued
+    are handed back. Returns the claims that have a message to send."""
+    if not claims:
+        return []
+    heads = _load_heads([claim.lane_id for claim in claims])
+    ready = [claim for claim in claims if claim.lane_id in heads]
+    for claim in claims:
+        if claim.lane_id not in heads:
             with transaction.atomic():
-                _hand_over_lane(lane_id, after=timezone.now(), spacing=0)
-            if message is None:
-                return Outcome("missing")
-            return Outcome("skipped", f"message is {message.status}")
-        conversation = message.conversation
+                _lock_lane(claim.lane_id)
+                _hand_over(claim.lane_id, owner, spacing=spacing_for(claim.provider))
+    if not ready:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH counted AS (UPDATE {MESSAGES} SET attempts = attempts + 1 WHERE id = ANY(%s)
+                             RETURNING id, tenant_id, attempts)
+            INSERT INTO {ATTEMPTS} (tenant_id, message_id, number, started_at, outcome, http_status, duration_ms, error)
+            SELECT tenant_id, id, attempts, now(), '', NULL, NULL, '' FROM counted RETURNING message_id, id, number
+            """,
+            [[heads[claim.lane_id].pk for claim in ready]],
+        )
+        attempts = {message_id: (attempt_id, number) for message_id, attempt_id, number in cursor.fetchall()}
+    for claim in ready:
+        claim.message = heads[claim.lane_id]
+        claim.attempt_id, claim.message.attempts = attempts[claim.message.pk]
+    return ready
+
+
+def _lock_lane(lane_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {LANES} WHERE id = %s FOR UPDATE", [lane_id])
+
+
+def _hand_over(lane_id: int, owner: int, *, spacing: float, status_event: str | None = None) -> None:
+    """Release the lane, inside the caller's transaction and after its row is locked, in a
+    statement of its own (so it sees every message queued by whoever held the lock before): its
+    next queued message is due at its slot and at least `spacing` after the last real send, or
+    the lane goes idle. `status_event` is published in the same statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH nxt AS (SELECT scheduled_at FROM {MESSAGES} WHERE lane_id = %(lane)s AND status = %(queued)s
+                          ORDER BY scheduled_at, id LIMIT 1),
+                 l AS (UPDATE {LANES} SET claimed_by = NULL, claimed_at = NULL,
+                              due_at = (SELECT GREATEST(nxt.scheduled_at,
+                                                        {LANES}.last_sent_at + make_interval(secs => %(gap)s)) FROM nxt)
+                        WHERE id = %(lane)s AND claimed_by = %(owner)s RETURNING id)
+            SELECT (SELECT count(*) FROM l),
+                   {events.notify_sql().replace("%s", "%(event)s") if status_event is not None else "NULL"}
+            """,
+            {"lane": lane_id, "queued": MessageStatus.QUEUED, "gap": spacing, "owner": owner, "event": status_event},
+        )
+
+
+def release_claim(lane_id: int, owner: int, *, delay: float) -> None:
+    """Hand a lane back after its send raised (a bug, the database gone): due again after `delay`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {LANES} SET claimed_by = NULL, claimed_at = NULL, "
+            "due_at = GREATEST(due_at, now() + make_interval(secs => %s)) WHERE id = %s AND claimed_by = %s",
+            [delay, lane_id, owner],
+        )
+
+
+def send_claim(claim: Claim, owner: int) -> Outcome:
+    """Send a prepared lane's message and record the result (which moves the lane on)."""
+    message = claim.message
+    with tenant_scope(message.tenant_id):
         provider = get_provider(message.provider)
-        lane = message.lane if message.lane_id else (DeliveryLane.objects.filter(pk=lane_id).first() if lane_id else None)
-        spaced = lane is not None and getattr(provider, "spaced", True)
-        _keep_spacing(lane, settings.RELAY_SPACING_SECONDS if spaced else 0, message.scheduled_at)
         started = timezone.now()
-        # The attempt row is committed before the call: an interrupted try stays visible.
-        attempt = _start_attempt(message, started)
         clock = time.monotonic()
         try:
-            result = provider.send(message=message, conversation=conversation)
+            result = provider.send(message=message, conversation=message.conversation)
             error = None
         except DeliveryError as exc:
             result, error = None, exc
@@ -326,93 +343,66 @@ def deliver(*, tenant_id: int, message_id: int, lane_id: int | None = None) -> O
             result, error = None, DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False)
         finished = timezone.now()
         duration = int((time.monotonic() - clock) * 1000)
-        return _record(message, attempt, lane, result, error, finished, duration,
-                       spacing=settings.RELAY_SPACING_SECONDS if getattr(provider, "spaced", True) else 0)
+        return _record(claim, owner, result, error, started, finished, duration)
 
 
-def _record_sent(message, attempt, lane, result, finished, duration, spacing) -> None:
-    """A successful send, in one transaction of two statements: (1) the message, its attempt and
-    the lane's last send (which locks the lane row); (2) after the lock, the lane's next queued
-    message gets its job (or the lane goes idle) and staff screens hear of the status. The second
-    statement starts after the lock is held, so it sees any message queued by whoever held it."""
-    message.status, message.sent_at, message.error = MessageStatus.SENT, finished, ""
-    message.provider_message_id = result.provider_message_id or None
-    attempt.outcome, attempt.http_status, attempt.duration_ms = "sent", result.http_status, duration
-    lane_id = message.lane_id or (lane.pk if lane else None)
-    messages, attempts, lanes = ChatMessage._meta.db_table, DeliveryAttempt._meta.db_table, DeliveryLane._meta.db_table
+def _record(claim: Claim, owner: int, result, error, started, finished, duration) -> Outcome:
+    """One transaction: the attempt, the message and the lane. A success or a permanent failure
+    locks the lane row in its first statement and hands the lane over in a second one."""
+    message = claim.message
+    if error is not None and error.retryable and message.attempts < settings.RELAY_MAX_ATTEMPTS:
+        retry_at = finished + timedelta(seconds=_backoff_seconds(message.attempts, error.retry_after))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                WITH a AS (UPDATE {ATTEMPTS} SET started_at = %(started)s, duration_ms = %(duration)s, outcome = 'retry',
+                                  http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id),
+                     m AS (UPDATE {MESSAGES} SET error = %(error)s WHERE id = %(message)s RETURNING id)
+                UPDATE {LANES} SET claimed_by = NULL, claimed_at = NULL, due_at = %(retry_at)s
+                 WHERE id = %(lane)s AND claimed_by = %(owner)s
+                """,
+                {"started": started, "duration": duration, "http": error.http_status, "error": error.detail,
+                 "attempt": claim.attempt_id, "message": message.pk, "retry_at": retry_at, "lane": claim.lane_id,
+                 "owner": owner},
+            )
+        logger.warning("Message %s attempt %s failed, retrying at %s: %s", message.pk, message.attempts, retry_at,
+                       error.detail)
+        return Outcome("retry", error.detail, message.pk, retry_at)
+    if error is None:
+        message.status, message.sent_at, message.error = MessageStatus.SENT, finished, ""
+        message.provider_message_id = result.provider_message_id or None
+        outcome, http_status, lane_sent_at = "sent", result.http_status, finished
+    else:
+        message.status, message.error = MessageStatus.FAILED, error.detail
+        outcome, http_status, lane_sent_at = "failed", error.http_status, None
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH a AS (UPDATE {attempts} SET duration_ms = %s, outcome = 'sent', http_status = %s, error = ''
-                        WHERE id = %s RETURNING id),
-                 l AS (UPDATE {lanes} SET last_sent_at = %s WHERE id = %s RETURNING id)
-            UPDATE {messages} SET status = %s, sent_at = %s, error = '', provider_message_id = %s WHERE id = %s
+            WITH a AS (UPDATE {ATTEMPTS} SET started_at = %(started)s, duration_ms = %(duration)s, outcome = %(outcome)s,
+                              http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id),
+                 l AS (UPDATE {LANES} SET last_sent_at = COALESCE(%(sent_at)s, last_sent_at) WHERE id = %(lane)s
+                       RETURNING id)
+            UPDATE {MESSAGES} SET status = %(status)s, sent_at = %(sent_at)s, error = %(error)s,
+                   provider_message_id = %(provider_id)s WHERE id = %(message)s
             """,
-            [duration, result.http_status, attempt.pk, finished, lane_id, MessageStatus.SENT, finished,
-             message.provider_message_id, message.pk],
+            {"started": started, "duration": duration, "outcome": outcome, "http": http_status,
+             "error": message.error, "attempt": claim.attempt_id, "sent_at": lane_sent_at, "lane": claim.lane_id,
+             "status": message.status, "provider_id": message.provider_message_id, "message": message.pk},
         )
-        status_event = events.message_status_payload(message)
-        if lane_id is None:
-            cursor.execute(f"SELECT {events.notify_sql()}", [status_event])
-            return
-        # The lane row is locked by the first statement; the hand-over is the second.
-        _hand_over_lane(lane_id, after=finished, spacing=spacing, locked=True, status_event=status_event)
-
-
-def _start_attempt(message: ChatMessage, started: datetime) -> DeliveryAttempt:
-    """Count the attempt on the message and insert its DeliveryAttempt row: one statement."""
-    attempt = DeliveryAttempt(tenant_id=message.tenant_id, message_id=message.pk, started_at=started)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH counted AS (UPDATE {ChatMessage._meta.db_table} SET attempts = attempts + 1 WHERE id = %s
-                             RETURNING attempts)
-            INSERT INTO {DeliveryAttempt._meta.db_table} (tenant_id, message_id, number, started_at, outcome,
-                                                         http_status, duration_ms, error)
-            SELECT %s, %s, counted.attempts, %s, '', NULL, NULL, '' FROM counted RETURNING id, number
-            """,
-            [message.pk, message.tenant_id, message.pk, started],
-        )
-        attempt.pk, attempt.number = cursor.fetchone()
-    attempt._state.adding = False
-    message.attempts = attempt.number
-    return attempt
-
-
-def _record(message, attempt, lane, result, error, finished, duration, *, spacing: float = 0) -> Outcome:
-    if error is None:
-        _record_sent(message, attempt, lane, result, finished, duration, spacing)
-        return Outcome(MessageStatus.SENT, "")
-    retry_at = None
-    with transaction.atomic():
-        attempt.duration_ms = duration
-        if error is None:
-            if lane is not None:  # spacing counts from what actually left (a 500 did not)
-                DeliveryLane.objects.filter(pk=lane.pk).update(last_sent_at=finished)
-            attempt.outcome, attempt.http_status = "sent", result.http_status
-            message.status, message.sent_at, message.error = MessageStatus.SENT, finished, ""
-            message.provider_message_id = result.provider_message_id or None
-            fields = ["status", "sent_at", "error", "provider_message_id"]
-        else:
-            attempt.http_status, attempt.error = error.http_status, error.detail
-            message.error = error.detail
-            fields = ["error"]
-            if error.retryable and message.attempts < settings.RELAY_MAX_ATTEMPTS:
-                attempt.outcome = "retry"
-                retry_at = finished + timedelta(seconds=_backoff_seconds(message.attempts, error.retry_after))
-            else:
-                attempt.outcome = "failed"
-                message.status = MessageStatus.FAILED
-                fields.append("status")
-        attempt.save(update_fields=["duration_ms", "outcome", "http_status", "error"])
-        message.save(update_fields=fields)
-        if attempt.outcome != "retry":
-            events.message_status(message)
-            # Failed for good: the lane's next message gets its job (a retry keeps the lane).
-            _hand_over_lane(message.lane_id or (lane.pk if lane else None), after=finished, spacing=0)
-    if retry_at is not None:
-        logger.warning("Message %s attempt %s failed, retrying at %s: %s", message.pk, attempt.number, retry_at, error.detail)
-        raise RetryDelivery(retry_at, error.detail)
+        # The lane row is locked by the first statement; the hand-over is the second. Spacing
+        # counts from the last real send (a failed message did not leave).
+        _hand_over(claim.lane_id, owner, spacing=spacing_for(claim.provider),
+                   status_event=events.message_status_payload(message))
     if error is not None:
         logger.error("Message %s failed after %s attempt(s): %s", message.pk, message.attempts, error.detail)
-    return Outcome(message.status, message.error)
+    return Outcome(message.status, message.error, message.pk)
+
+
+def run_due(*, now: datetime | None = None, limit: int = 100) -> list[Outcome]:
+    """Claim the lanes due by `now` and send each one's next message, one after the other, here:
+    a dispatcher's work without its clock (tests, a shell). One outcome per message sent."""
+    owner = new_owner_id()
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, {"horizon": now or timezone.now(), "limit": limit, "owner": owner})
+        claims = claims_from_rows(cursor.fetchall())
+    return [send_claim(claim, owner) for claim in prepare(claims, owner)]

@@ -264,6 +264,12 @@ RELAY_SPACING_SECONDS = env.float("RELAY_SPACING_SECONDS", default=4)
 RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=6)
 RELAY_RETRY_BASE_SECONDS = env.float("RELAY_RETRY_BASE_SECONDS", default=2)
 RELAY_RETRY_MAX_SECONDS = env.float("RELAY_RETRY_MAX_SECONDS", default=300)
+# Relay dispatchers (one per worker process): sends in flight at once, how often they look for
+# due lanes (a NOTIFY wakes them sooner), and how long a lane held by a dispatcher that died waits
+# before another takes it over (longer than a provider call can last: 5 s connect + 15 s read).
+RELAY_CONCURRENCY = env.int("RELAY_CONCURRENCY", default=16)
+RELAY_POLL_SECONDS = env.float("RELAY_POLL_SECONDS", default=0.1)
+RELAY_ORPHAN_SECONDS = env.float("RELAY_ORPHAN_SECONDS", default=30)
 HUMAN_TAKEOVER_HOURS = env.float("HUMAN_TAKEOVER_HOURS", default=24)
 
 # --- Knowledge base -----------------------------------------------------------------------

@@ -96,6 +96,7 @@ def worker_env(**overrides) -> dict:
         PROCRASTINATE_POLLING_INTERVAL="0.05",
         PROCRASTINATE_HEARTBEAT_SECONDS="0.5",
         PROCRASTINATE_STALLED_SECONDS="2",
+        RELAY_ORPHAN_SECONDS="1",
         VAULT_CACHE_SECONDS="0",
         LOG_LEVEL="WARNING",
     )

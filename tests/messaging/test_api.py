@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 from django.utils import timezone
-from procrastinate.contrib.django.models import ProcrastinateJob
 from rest_framework.test import APIClient
 
-from messaging.models import ChannelBinding, ChatMessage
+from messaging.models import ChannelBinding, ChatMessage, DeliveryLane
 from tests.messaging import factories
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +60,7 @@ def test_staff_reply_goes_through_the_relay_and_pauses_the_bot(api_a, tenant_a, 
     assert response.status_code == 202, response.content
     message = ChatMessage.objects.for_tenant(tenant_a.pk).get(pk=response.json()["message_ids"][0])
     assert (message.role, message.status, message.sent_by_id) == ("human", "queued", user_a.pk)
-    assert ProcrastinateJob.objects.filter(task_name="messaging.send_message", args__message_id=message.pk).exists()
+    assert DeliveryLane.dangerously_unscoped.get(pk=message.lane_id).due_at == message.scheduled_at  # due now
     conversation.refresh_from_db()
     assert conversation.bot_paused_until > timezone.now()
     resumed = api_a.post(f"/api/v1/conversations/{conversation.pk}/bot/", {"paused": False}, format="json")

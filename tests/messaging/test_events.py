@@ -168,7 +168,7 @@ def test_a_successful_send_publishes_its_status_with_the_commit(wa_binding, list
     import httpx
     from django.utils import timezone
 
-    from messaging.relay import deliver, relay_parts
+    from messaging.relay import relay_parts, run_due
     from tests.messaging import factories
     from vault.credentials import set_tenant_credential
 
@@ -179,7 +179,7 @@ def test_a_successful_send_publishes_its_status_with_the_commit(wa_binding, list
                                           last_inbound_at=timezone.now())
     [message] = relay_parts(conversation=conversation, parts=["hola"], role="agent")
     assert [e["kind"] for e in listener()] == ["message.created"]
-    assert deliver(tenant_id=message.tenant_id, message_id=message.pk, lane_id=message.lane_id).status == "sent"
+    assert [outcome.status for outcome in run_due()] == ["sent"]
     assert listener() == [{"kind": "message.status", "tenant_id": wa_binding.tenant_id,
                            "conversation_id": conversation.pk, "message_id": message.pk, "status": "sent",
                            "error": ""}]

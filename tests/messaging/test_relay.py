@@ -9,12 +9,12 @@ import json
 import httpx
 import pytest
 import respx
+from django.db import connection
 from django.utils import timezone
-from procrastinate.contrib.django.models import ProcrastinateJob
 
 from messaging import relay
 from messaging.models import ChatMessage, DeliveryAttempt, DeliveryLane
-from messaging.relay import RetryDelivery, deliver, relay_parts, split_text
+from messaging.relay import relay_parts, split_text
 from tests.messaging import factories
 from vault.credentials import set_tenant_credential
 
@@ -30,13 +30,30 @@ def wa_conversation(wa_binding):
                                   last_inbound_at=timezone.now())
 
 
-def _queued(conversation, text="hola") -> ChatMessage:
-    return relay_parts(conversation=conversation, parts=[text], role="agent")[0]
+def _queued(conversation, text="hola", now=None) -> ChatMessage:
+    return relay_parts(conversation=conversation, parts=[text], role="agent", now=now)[0]
+
+
+def _lane() -> DeliveryLane:
+    return DeliveryLane.dangerously_unscoped.get()
 
 
 def _run(message) -> str:
-    lane = DeliveryLane.dangerously_unscoped.get(tenant_id=message.tenant_id, provider=message.provider)
-    return deliver(tenant_id=message.tenant_id, message_id=message.pk, lane_id=lane.pk).status
+    """A dispatcher's turn with the clock a day ahead: the outcome for `message`'s send."""
+    outcomes = {o.message_id: o for o in relay.run_due(now=timezone.now() + timedelta(days=1))}
+    return outcomes[message.pk].status if message.pk in outcomes else "nothing due"
+
+
+def _claim(owner: int) -> list[relay.Claim]:
+    with connection.cursor() as cursor:
+        cursor.execute(relay.CLAIM_SQL, {"horizon": timezone.now() + timedelta(days=1), "limit": 10, "owner": owner})
+        return relay.prepare(relay.claims_from_rows(cursor.fetchall()), owner)
+
+
+def _release(owner: int, working=()) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(relay.RELEASE_SQL, relay.release_params(owner, working))
+        return len(cursor.fetchall())
 
 
 def test_split_text_respects_limits_and_keeps_every_word():
@@ -56,12 +73,8 @@ def test_long_reply_is_split_to_the_channel_limit(tenant_a, channel, limit):
     assert all(len(m.text) <= limit for m in messages)
 
 
-def _send_jobs():
-    return list(ProcrastinateJob.objects.filter(task_name="messaging.send_message", status="todo").order_by("id"))
-
-
 @respx.mock
-def test_five_parts_to_one_recipient_are_spaced_and_ordered(wa_conversation, monkeypatch):
+def test_five_parts_to_one_recipient_are_spaced_and_ordered(wa_conversation):
     respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
         httpx.Response(200, json={"messages": [{"id": f"wamid.S{n}"}]}) for n in range(5)])
     now = timezone.now() - timedelta(seconds=60)  # every slot is already due
@@ -69,41 +82,71 @@ def test_five_parts_to_one_recipient_are_spaced_and_ordered(wa_conversation, mon
     slots = [m.scheduled_at for m in messages]
     assert slots[0] == now
     assert all((b - a).total_seconds() >= 4 for a, b in zip(slots, slots[1:]))
-    # One job per lane at a time: the first part's, at its slot; the others wait as queued rows.
-    [job] = _send_jobs()
-    assert (job.args["message_id"], job.lock) == (messages[0].pk, f"lane:{job.args['lane_id']}")
-    assert job.scheduled_at == relay._job_time(slots[0])  # a polling interval early, then waits
-    sent_order, sent_at = [], {}
-    monkeypatch.setattr(relay.time, "sleep", lambda seconds: None)  # the test runs the schedule itself
-    while jobs := _send_jobs():
-        [job] = jobs  # never two jobs for one lane
-        ProcrastinateJob.objects.filter(pk=job.pk).update(status="succeeded")
-        previous = sent_at.get(len(sent_order) - 1)
-        if previous:  # each send schedules the next: at its slot and ≥ 4 s after the real send
-            assert job.scheduled_at >= relay._job_time(previous + timedelta(seconds=4))
-        DeliveryLane.dangerously_unscoped.update(last_sent_at=timezone.now() - timedelta(seconds=5))
-        assert deliver(**job.args).status == "sent"
-        sent_order.append(job.args["message_id"])
-        sent_at[len(sent_order) - 1] = ChatMessage.dangerously_unscoped.get(pk=job.args["message_id"]).sent_at
-    assert sent_order == [m.pk for m in messages]
-    assert DeliveryLane.dangerously_unscoped.get().has_send_job is False  # idle again
+    assert (_lane().due_at, _lane().claimed_by) == (slots[0], None)  # due at the first slot; the rest wait
+    sent = []
+    while (lane := _lane()).due_at is not None:
+        if sent:  # each send makes the next due: at its slot and ≥ 4 s after the real send
+            previous = ChatMessage.dangerously_unscoped.get(pk=sent[-1]).sent_at
+            assert lane.due_at == max(slots[len(sent)], previous + timedelta(seconds=4))
+        assert relay.run_due(now=lane.due_at - timedelta(milliseconds=1)) == []  # not a moment early
+        [outcome] = relay.run_due(now=lane.due_at)  # one message per lane at a time
+        assert outcome.status == "sent"
+        sent.append(outcome.message_id)
+    assert sent == [m.pk for m in messages]
+    assert _lane().claimed_by is None  # idle again
 
 
-def test_a_message_queued_while_the_lane_is_busy_waits_for_the_running_job(wa_conversation):
+def test_a_message_queued_behind_a_waiting_one_leaves_the_lane_due_time_alone(wa_conversation):
     first = _queued(wa_conversation, "uno")
     second = _queued(wa_conversation, "dos")
-    assert [j.args["message_id"] for j in _send_jobs()] == [first.pk]
-    assert ChatMessage.dangerously_unscoped.get(pk=second.pk).lane_id == first.lane_id
+    assert _lane().due_at == first.scheduled_at
+    assert second.lane_id == first.lane_id and second.scheduled_at - first.scheduled_at >= timedelta(seconds=4)
 
 
-def test_a_lane_whose_job_was_lost_is_restarted_by_the_sweep(wa_conversation):
+@respx.mock
+def test_a_message_queued_during_a_send_is_due_after_it(wa_conversation):
+    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(
+        return_value=httpx.Response(200, json={"messages": [{"id": "wamid.F"}]}))
+    first = _queued(wa_conversation, "uno", now=timezone.now() - timedelta(seconds=60))
+    [claim] = _claim(owner=77)
+    assert claim.message.pk == first.pk and _lane().claimed_by == 77
+    second = _queued(wa_conversation, "dos")  # the lane is held: its next due time is the send's to set
+    assert relay.send_claim(claim, 77).status == "sent"
+    lane = _lane()
+    sent_at = ChatMessage.dangerously_unscoped.get(pk=first.pk).sent_at
+    assert lane.claimed_by is None and lane.last_sent_at == sent_at
+    assert lane.due_at == max(second.scheduled_at, sent_at + timedelta(seconds=4))
+
+
+def test_a_lane_left_without_a_due_time_is_restarted_by_the_sweep(wa_conversation):
     past = timezone.now() - timedelta(minutes=5)
     messages = relay_parts(conversation=wa_conversation, parts=["a", "b"], role="agent", now=past)
-    ProcrastinateJob.objects.filter(task_name="messaging.send_message").update(status="failed")  # lost
+    DeliveryLane.dangerously_unscoped.update(due_at=None)  # lost (a restored backup, a hand edit)
     assert relay.recover_stranded_lanes() == 1
-    [job] = _send_jobs()
-    assert job.args["message_id"] == messages[0].pk
-    assert relay.recover_stranded_lanes() == 0  # a lane with a job is left alone
+    assert _lane().due_at >= messages[0].scheduled_at
+    assert relay.recover_stranded_lanes() == 0  # a due lane is left alone
+
+
+def test_lanes_of_a_dispatcher_that_is_gone_are_taken_over_after_the_grace(wa_conversation, settings):
+    settings.RELAY_ORPHAN_SECONDS = 30
+    message = _queued(wa_conversation, now=timezone.now() - timedelta(seconds=60))
+    claimed = _lane()
+    DeliveryLane.dangerously_unscoped.update(claimed_by=12345, claimed_at=timezone.now() - timedelta(seconds=10))
+    assert _release(owner=999) == 0  # its owner's lock is gone, but a send could still be under way
+    DeliveryLane.dangerously_unscoped.update(claimed_at=timezone.now() - timedelta(seconds=31))
+    assert _release(owner=999) == 1
+    assert (_lane().claimed_by, _lane().due_at) == (None, claimed.due_at)  # due again: sent again, same key
+    # A dispatcher that is alive (its advisory lock held) keeps its lanes however long it takes.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [relay.LOCK_CLASS, 4242])
+        DeliveryLane.dangerously_unscoped.update(claimed_by=4242, claimed_at=timezone.now() - timedelta(hours=1))
+        assert _release(owner=999) == 0
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [relay.LOCK_CLASS, 4242])
+    # A dispatcher's own lanes go back at once when it no longer works on them (a send raised).
+    DeliveryLane.dangerously_unscoped.update(claimed_by=999, claimed_at=timezone.now())
+    assert _release(owner=999, working=[claimed.pk]) == 0
+    assert _release(owner=999) == 1
+    assert ChatMessage.dangerously_unscoped.get(pk=message.pk).status == "queued"
 
 
 def test_two_recipients_do_not_wait_for_each_other(wa_binding):
@@ -113,8 +156,7 @@ def test_two_recipients_do_not_wait_for_each_other(wa_binding):
     a = relay_parts(conversation=first, parts=["a1", "a2"], role="agent", now=now)
     b = relay_parts(conversation=second, parts=["b1"], role="agent", now=now)
     assert a[0].scheduled_at == b[0].scheduled_at == now
-    locks = ProcrastinateJob.objects.filter(task_name="messaging.send_message").values_list("lock", flat=True)
-    assert len(set(locks)) == 2
+    assert sorted(DeliveryLane.dangerously_unscoped.values_list("due_at", flat=True)) == [now, now]
 
 
 def test_lane_slot_after_idle_period_starts_now(wa_conversation):
@@ -140,7 +182,7 @@ def test_whatsapp_send_shape_and_provider_id(wa_conversation):
     message.refresh_from_db()
     assert (message.status, message.provider_message_id, message.attempts) == ("sent", "wamid.OUT1", 1)
     assert DeliveryAttempt.dangerously_unscoped.get().outcome == "sent"
-    assert _run(message) == "skipped" and route.call_count == 1  # a re-run never sends twice
+    assert _run(message) == "nothing due" and route.call_count == 1  # once sent, never again
 
 
 @respx.mock
@@ -150,9 +192,9 @@ def test_provider_500_then_200_is_sent_once(wa_conversation):
         httpx.Response(200, json={"messages": [{"id": "wamid.OK"}]}),
     ])
     message = _queued(wa_conversation)
-    with pytest.raises(RetryDelivery) as retry:
-        _run(message)
-    assert retry.value.retry_at > timezone.now() - timedelta(seconds=1)
+    [outcome] = relay.run_due()
+    assert outcome.status == "retry" and outcome.retry_at > timezone.now() - timedelta(seconds=1)
+    assert _lane().due_at == outcome.retry_at  # the same message is due again: the lane keeps its order
     message.refresh_from_db()
     assert message.status == "queued" and "HTTP 500" in message.error
     assert _run(message) == "sent"
@@ -181,8 +223,7 @@ def test_timeouts_and_429_retry_until_max_attempts(wa_conversation, settings):
     ])
     message = _queued(wa_conversation)
     for _ in range(2):
-        with pytest.raises(RetryDelivery):
-            _run(message)
+        assert _run(message) == "retry"
     assert _run(message) == "failed"
     message.refresh_from_db()
     assert message.attempts == 3 and "connection error" in message.error
@@ -249,20 +290,20 @@ def test_ycloud_send_shape(tenant_a):
 
 
 @respx.mock
-def test_send_keeps_real_spacing_after_a_late_previous_send(wa_conversation, monkeypatch):
-    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(
-        return_value=httpx.Response(200, json={"messages": [{"id": "wamid.S"}]}))
-    message = _queued(wa_conversation)
-    lane = DeliveryLane.dangerously_unscoped.get()
-    DeliveryLane.dangerously_unscoped.filter(pk=lane.pk).update(last_sent_at=timezone.now())
-    with pytest.raises(RetryDelivery) as retry:  # 4 s still to go: rescheduled, not slept
-        _run(message)
-    assert (retry.value.retry_at - timezone.now()).total_seconds() > 3
-    slept = []
-    monkeypatch.setattr(relay.time, "sleep", slept.append)
-    DeliveryLane.dangerously_unscoped.filter(pk=lane.pk).update(last_sent_at=timezone.now() - timedelta(seconds=3.5))
-    assert _run(message) == "sent"
-    assert slept and 0 < slept[0] <= 0.5
+def test_a_new_message_keeps_real_spacing_after_a_late_previous_send(wa_conversation):
+    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
+        httpx.Response(200, json={"messages": [{"id": f"wamid.L{n}"}]}) for n in range(2)])
+    past = timezone.now() - timedelta(seconds=60)
+    first = _queued(wa_conversation, "uno", now=past)
+    assert _run(first) == "sent"
+    assert _lane().due_at is None  # idle
+    late = timezone.now()
+    DeliveryLane.dangerously_unscoped.update(last_sent_at=late)  # the first send left late
+    second = _queued(wa_conversation, "dos", now=past + timedelta(seconds=1))
+    assert second.scheduled_at == past + timedelta(seconds=4)  # its slot is long gone ...
+    assert _lane().due_at == late + timedelta(seconds=4)  # ... but it waits 4 s after the real send
+    assert relay.run_due(now=late + timedelta(seconds=3.9)) == []
+    assert [o.status for o in relay.run_due(now=late + timedelta(seconds=4))] == ["sent"]
 
 
 @respx.mock
@@ -283,16 +324,35 @@ def test_each_page_replies_with_its_own_token(tenant_a, channel, external_id, to
 
 
 @respx.mock
-def test_a_send_job_run_again_after_a_crash_starts_no_second_chain(wa_conversation):
-    """kill -9 after the send committed (and scheduled the lane's next job) but before the worker
-    marked the job done: the requeued job finds its message sent and leaves the waiting job alone."""
-    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(
+def test_a_send_cut_off_by_a_dead_dispatcher_is_sent_again_with_the_same_key(wa_conversation, settings):
+    """kill -9 during the provider call: the provider may have the message or not. The lane goes
+    back after the grace, the message is sent again with the same idempotency key, and the
+    interrupted attempt stays visible."""
+    route = respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(
         return_value=httpx.Response(200, json={"messages": [{"id": "wamid.C1"}]}))
+    first, second = relay_parts(conversation=wa_conversation, parts=["uno", "dos"], role="agent",
+                                now=timezone.now() - timedelta(seconds=60))
+    [claim] = _claim(owner=31337)  # the dispatcher that dies: no advisory lock is held for it
+    assert claim.message.pk == first.pk
+    DeliveryLane.dangerously_unscoped.update(claimed_at=timezone.now() - timedelta(seconds=settings.RELAY_ORPHAN_SECONDS + 1))
+    assert _release(owner=1) == 1
+    assert _run(first) == "sent"
+    assert route.calls.last.request.headers["Idempotency-Key"] == str(first.idempotency_key)
+    attempts = DeliveryAttempt.dangerously_unscoped.filter(message=first).order_by("number")
+    assert list(attempts.values_list("number", "outcome")) == [(1, ""), (2, "sent")]
+    assert relay.send_claim(claim, 31337).status == "sent"  # the dead one's late record ...
+    assert _lane().due_at > timezone.now()  # ... does not touch a lane it no longer holds
+    assert route.call_count == 2 and ChatMessage.dangerously_unscoped.get(pk=second.pk).status == "queued"
+
+
+@respx.mock
+def test_a_failed_message_hands_the_lane_to_the_next_one(wa_conversation):
+    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
+        httpx.Response(400, json={"error": {"message": "(#100) Invalid parameter"}}),
+        httpx.Response(200, json={"messages": [{"id": "wamid.N2"}]})])
     past = timezone.now() - timedelta(seconds=60)
     first, second = relay_parts(conversation=wa_conversation, parts=["uno", "dos"], role="agent", now=past)
-    [job] = _send_jobs()
-    ProcrastinateJob.objects.filter(pk=job.pk).update(status="doing")
-    assert deliver(**job.args).status == "sent"
-    assert [j.args["message_id"] for j in _send_jobs()] == [second.pk]
-    assert deliver(**job.args).status == "skipped"  # the requeued run
-    assert [j.args["message_id"] for j in _send_jobs()] == [second.pk]  # still one chain
+    assert [o.status for o in relay.run_due()] == ["failed"]
+    assert _lane().due_at == second.scheduled_at  # nothing left before it: due at its own slot
+    assert [o.status for o in relay.run_due()] == ["sent"]
+    assert ChatMessage.dangerously_unscoped.get(pk=first.pk).status == "failed"

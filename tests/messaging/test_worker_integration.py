@@ -1,7 +1,7 @@
 """Real worker processes on the test database, against a local provider server.
 
 Small settings keep each test to a few seconds: spacing 0.3 s, heartbeats every 0.5 s, a killed
-worker's jobs requeued after 2 s.
+worker's jobs requeued after 2 s and its relay lanes taken over after 1 s.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ procrastinate's defaults (concurrency 1, polling every 5 s) would make the 16 s 
 workers as you like, on as many machines as you like: they share the database.
 
 A worker killed with SIGKILL leaves its running jobs in "doing". Every worker therefore also
-requeues the jobs of workers whose heartbeat is older than PROCRASTINATE_STALLED_SECONDS (the
-send job is safe to run again: it skips messages already sent and resends with the same
-idempotency key).
+requeues the jobs of workers whose heartbeat is older than PROCRASTINATE_STALLED_SECONDS.
+
+Each worker also runs a relay dispatcher (messaging/dispatcher.py) on the same event loop: the
+relay's sends are not jobs. `--queue` without `relay` leaves it out.
 """
 
 import asyncio
@@ -21,6 +22,8 @@ from procrastinate.contrib.django import app
 from procrastinate.contrib.django import django_connector
 from procrastinate.contrib.django import utils as procrastinate_django
 from procrastinate.psycopg_connector import PsycopgConnector
+
+from messaging.dispatcher import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +65,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, concurrency, polling_interval, queues, **options):
         heartbeat, stalled = settings.PROCRASTINATE_HEARTBEAT_SECONDS, settings.PROCRASTINATE_STALLED_SECONDS
+        relay = not queues or "relay" in queues
         self.stdout.write(
             f"Worker: concurrency {concurrency}, polling every {polling_interval}s, "
-            f"stalled workers' jobs requeued after {stalled}s", ending="\n",
+            f"stalled workers' jobs requeued after {stalled}s; "
+            + (f"relay dispatcher: {settings.RELAY_CONCURRENCY} sends at once" if relay else "no relay dispatcher"),
+            ending="\n",
         )
         self.stdout.flush()
 
@@ -75,6 +81,7 @@ class Command(BaseCommand):
                 ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job"))
             async with app.open_async():
                 recovery = asyncio.create_task(_recover_forever(stalled, max(heartbeat, 0.5)))
+                dispatcher = asyncio.create_task(Dispatcher(connect_params).run()) if relay else None
                 try:
                     await app.run_worker_async(
                         queues=queues, concurrency=concurrency, fetch_job_polling_interval=polling_interval,
@@ -84,10 +91,14 @@ class Command(BaseCommand):
                     )
                 finally:
                     recovery.cancel()
+                    if dispatcher is not None:  # sends under way finish and are recorded first
+                        dispatcher.cancel()
+                        await asyncio.gather(dispatcher, return_exceptions=True)
 
         # No SELECT 1 before every job: a connection that died (database restart) fails its job
         # with an OperationalError, Django drops the connection, and the job's retry reconnects.
         connections.settings["default"]["CONN_HEALTH_CHECKS"] = False
-        connector = WorkerConnector(kwargs=procrastinate_django.connector_params("default"))
+        connect_params = procrastinate_django.connector_params("default")
+        connector = WorkerConnector(kwargs=connect_params)
         with app.replace_connector(connector):
             asyncio.run(main())
