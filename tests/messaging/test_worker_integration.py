@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 from django.utils import timezone
 
-from messaging.models import ChatMessage
+from messaging.models import ChatMessage, DeliveryLane
 from messaging.relay import relay_parts
 from tests.messaging import factories
 from tests.messaging.helpers import Worker
@@ -41,10 +41,10 @@ def conversations(tenant_a, settings):
     ]
 
 
-def _worker(tmp_path, provider, name="worker"):
+def _worker(tmp_path, provider, name="worker", **env):
     return Worker(tmp_path / f"{name}.log", META_GRAPH_BASE=provider.url, RELAY_SPACING_SECONDS=SPACING,
                   MESSAGE_BUFFER_SECONDS=0.5,
-                  RELAY_RETRY_BASE_SECONDS=0.05, RELAY_RETRY_MAX_SECONDS=0.2)
+                  RELAY_RETRY_BASE_SECONDS=0.05, RELAY_RETRY_MAX_SECONDS=0.2, **env)
 
 
 def _check_spacing_and_order(provider, messages):
@@ -121,3 +121,25 @@ def test_webhook_burst_to_one_reply_through_a_real_worker(tmp_path, provider, co
     assert len(model_a.requests) == 1 and model_a.messages()[-1]["content"] == "hola\ntienen talle 42?"
     deliveries = provider.deliveries()
     assert deliveries[1]["at"] - deliveries[0]["at"] >= SPACING - 0.005
+
+
+def test_a_worker_stopped_mid_queue_hands_its_lanes_back_at_once(tmp_path, provider, conversations):
+    """A graceful stop (SIGINT/SIGTERM): sends under way are recorded, held lanes go back at once
+    (not after RELAY_ORPHAN_SECONDS), and the next worker sends the rest exactly once."""
+    messages = []
+    for conversation in conversations:
+        messages += relay_parts(conversation=conversation, parts=[f"{conversation.pk}-{i}" for i in range(4)],
+                                role="agent")
+    # Claiming a second ahead, it holds every lane (waiting for the due time) when it stops.
+    first = _worker(tmp_path, provider, "first", RELAY_POLL_SECONDS=1).start()
+    first.wait_for(lambda: len(provider.deliveries()) >= 4)
+    first.stop()
+    assert first.proc.returncode is not None
+    assert not DeliveryLane.dangerously_unscoped.filter(claimed_by__isnull=False).exists()
+    sent = ChatMessage.dangerously_unscoped.filter(status="sent").count()
+    assert sent == len(provider.deliveries()) < len(messages)  # every send that left was recorded
+    with _worker(tmp_path, provider, "second", RELAY_ORPHAN_SECONDS=3600) as second:
+        second.wait_for(lambda: ChatMessage.dangerously_unscoped.filter(status="sent").count() == len(messages))
+    keys = [d["headers"]["Idempotency-Key"] for d in provider.deliveries()]
+    assert sorted(keys) == sorted(str(m.idempotency_key) for m in messages)
+    _check_spacing_and_order(provider, messages)
