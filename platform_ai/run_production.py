@@ -4,7 +4,7 @@
   Django over ASGI costs 5-9x request capacity here (../shared/STACK.md), so daphne does not
   serve HTTP in production.
 - Websockets (/ws/): daphne on WS_PORT (default PORT + 1).
-- Background jobs: WORKERS procrastinate workers (buffer, relay, mail).
+- Background jobs: WORKERS workers (procrastinate jobs: buffer, mail, ingestion; the relay dispatcher).
 
 A reverse proxy sends /ws/ to WS_PORT and everything else to PORT (README, "Production serving").
 Scale out by running more of any of these on other machines against the same database (live
