@@ -61,8 +61,8 @@ class Dispatcher:
             while True:
                 try:
                     await self._session()
-                except (psycopg.Error, OSError, RuntimeError):
-                    logger.exception("Relay dispatcher lost its database connection; starting over in 1 s")
+                except Exception:  # the database went away (or a bug): never stop sending for good
+                    logger.exception("Relay dispatcher stopped; starting over under a new id in 1 s")
                     await asyncio.sleep(1)  # a background task of the worker, never a request
         finally:
             self.pool.shutdown(wait=False, cancel_futures=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from messaging.models import ChatMessage, DeliveryLane
+from messaging import relay
 from messaging.relay import relay_parts
 from tests.messaging import factories
 from tests.messaging.helpers import Worker
@@ -140,6 +142,26 @@ def test_a_worker_stopped_mid_queue_hands_its_lanes_back_at_once(tmp_path, provi
     assert sent == len(provider.deliveries()) < len(messages)  # every send that left was recorded
     with _worker(tmp_path, provider, "second", RELAY_ORPHAN_SECONDS=3600) as second:
         second.wait_for(lambda: ChatMessage.dangerously_unscoped.filter(status="sent").count() == len(messages))
+    keys = [d["headers"]["Idempotency-Key"] for d in provider.deliveries()]
+    assert sorted(keys) == sorted(str(m.idempotency_key) for m in messages)
+    _check_spacing_and_order(provider, messages)
+
+
+def test_the_dispatcher_starts_over_when_its_database_session_is_cut(tmp_path, provider, conversations):
+    """The dispatcher's listening session (which holds its advisory lock) is terminated mid-queue:
+    it starts over under a new id and every message still leaves once, in order, spaced."""
+    messages = []
+    for conversation in conversations:
+        messages += relay_parts(conversation=conversation, parts=[f"{conversation.pk}-{i}" for i in range(5)],
+                                role="agent")
+    with _worker(tmp_path, provider) as worker:
+        worker.wait_for(lambda: len(provider.deliveries()) >= 4)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+                           [f"LISTEN {relay.WAKE_CHANNEL}"])
+            assert cursor.fetchall() == [(True,)]
+        worker.wait_for(lambda: ChatMessage.dangerously_unscoped.filter(status="sent").count() == len(messages))
+        assert "starting over under a new id" in worker.output()
     keys = [d["headers"]["Idempotency-Key"] for d in provider.deliveries()]
     assert sorted(keys) == sorted(str(m.idempotency_key) for m in messages)
     _check_spacing_and_order(provider, messages)
