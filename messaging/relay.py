@@ -348,7 +348,9 @@ def send_claim(claim: Claim, owner: int) -> Outcome:
 
 def _record(claim: Claim, owner: int, result, error, started, finished, duration) -> Outcome:
     """One transaction: the attempt, the message and the lane. A success or a permanent failure
-    locks the lane row in its first statement and hands the lane over in a second one."""
+    locks the lane row in its first statement and hands the lane over in a second one. Only a
+    queued message changes: a late record (of a dispatcher whose lane was taken over) never
+    undoes what the other one recorded."""
     message = claim.message
     if error is not None and error.retryable and message.attempts < settings.RELAY_MAX_ATTEMPTS:
         retry_at = finished + timedelta(seconds=_backoff_seconds(message.attempts, error.retry_after))
@@ -357,13 +359,14 @@ def _record(claim: Claim, owner: int, result, error, started, finished, duration
                 f"""
                 WITH a AS (UPDATE {ATTEMPTS} SET started_at = %(started)s, duration_ms = %(duration)s, outcome = 'retry',
                                   http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id),
-                     m AS (UPDATE {MESSAGES} SET error = %(error)s WHERE id = %(message)s RETURNING id)
+                     m AS (UPDATE {MESSAGES} SET error = %(error)s WHERE id = %(message)s AND status = %(queued)s
+                           RETURNING id)
                 UPDATE {LANES} SET claimed_by = NULL, claimed_at = NULL, due_at = %(retry_at)s
                  WHERE id = %(lane)s AND claimed_by = %(owner)s
                 """,
                 {"started": started, "duration": duration, "http": error.http_status, "error": error.detail,
                  "attempt": claim.attempt_id, "message": message.pk, "retry_at": retry_at, "lane": claim.lane_id,
-                 "owner": owner},
+                 "owner": owner, "queued": MessageStatus.QUEUED},
             )
         logger.warning("Message %s attempt %s failed, retrying at %s: %s", message.pk, message.attempts, retry_at,
                        error.detail)
@@ -383,11 +386,12 @@ def _record(claim: Claim, owner: int, result, error, started, finished, duration
                  l AS (UPDATE {LANES} SET last_sent_at = COALESCE(%(sent_at)s, last_sent_at) WHERE id = %(lane)s
                        RETURNING id)
             UPDATE {MESSAGES} SET status = %(status)s, sent_at = %(sent_at)s, error = %(error)s,
-                   provider_message_id = %(provider_id)s WHERE id = %(message)s
+                   provider_message_id = %(provider_id)s WHERE id = %(message)s AND status = %(queued)s
             """,
             {"started": started, "duration": duration, "outcome": outcome, "http": http_status,
              "error": message.error, "attempt": claim.attempt_id, "sent_at": lane_sent_at, "lane": claim.lane_id,
-             "status": message.status, "provider_id": message.provider_message_id, "message": message.pk},
+             "status": message.status, "provider_id": message.provider_message_id, "message": message.pk,
+             "queued": MessageStatus.QUEUED},
         )
         # The lane row is locked by the first statement; the hand-over is the second. Spacing
         # counts from the last real send (a failed message did not leave).

@@ -340,8 +340,10 @@ def test_a_send_cut_off_by_a_dead_dispatcher_is_sent_again_with_the_same_key(wa_
     assert route.calls.last.request.headers["Idempotency-Key"] == str(first.idempotency_key)
     attempts = DeliveryAttempt.dangerously_unscoped.filter(message=first).order_by("number")
     assert list(attempts.values_list("number", "outcome")) == [(1, ""), (2, "sent")]
+    sent_at = ChatMessage.dangerously_unscoped.get(pk=first.pk).sent_at
     assert relay.send_claim(claim, 31337).status == "sent"  # the dead one's late record ...
     assert _lane().due_at > timezone.now()  # ... does not touch a lane it no longer holds
+    assert ChatMessage.dangerously_unscoped.get(pk=first.pk).sent_at == sent_at  # nor the message
     assert route.call_count == 2 and ChatMessage.dangerously_unscoped.get(pk=second.pk).status == "queued"
 
 
