@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["agent_turn.py", "rag_search.py", "webhook_ingest.py", "relay_scale.py"]
+SCRIPTS = ["agent_turn.py", "rag_search.py", "webhook_ingest.py", "webhook_cpu.py", "relay_scale.py"]
 
 
 def main() -> int:
