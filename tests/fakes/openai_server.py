@@ -6,7 +6,8 @@ openai 3.x does not use httpx, so respx cannot intercept it; this threaded stdli
 - POST /v1/chat/completions: non-streaming JSON, or server-sent events when `stream: true`
   (a usage chunk is always sent last, as with `stream_options.include_usage`);
 - POST /v1/embeddings: deterministic hash-based vectors (`dimensions` from the request, else
-  1536), as floats or base64 float32 (the SDK asks for base64 by default);
+  1536), as floats or base64 float32 (the SDK asks for base64 by default); `embedding_failures`
+  (statuses) are answered first, and `reverse_embeddings=True` lists the vectors last index first;
 - GET /v1/models.
 
 Scripting, per test:
@@ -152,15 +153,16 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": f"Unknown path {self.path}", "type": "invalid_request_error"}})
 
+    def _error(self, status: int, message: str | None = None) -> None:
+        kind, code, default = ERROR_BODIES.get(status, ("api_error", None, "Error."))
+        self._json(status, {"error": {"message": message or default, "type": kind, "param": None, "code": code}})
+
     def _chat(self, fake: "FakeOpenAIServer", body: dict) -> None:
         reply = fake._next_reply(body)
         if reply.delay:
             time.sleep(reply.delay)
         if reply.status != 200:
-            kind, code, message = ERROR_BODIES.get(reply.status, ("api_error", None, "Error."))
-            self._json(reply.status, {"error": {
-                "message": reply.error_message or message, "type": kind, "param": None, "code": code,
-            }})
+            self._error(reply.status, reply.error_message)
             return
         completion_id = f"chatcmpl-fake{fake._next_id()}"
         model = body.get("model", "gpt-fake")
@@ -223,6 +225,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _embeddings(self, fake: "FakeOpenAIServer", body: dict) -> None:
         fake.embedding_requests.append(body)
+        with fake._lock:
+            failure = fake.embedding_failures.pop(0) if fake.embedding_failures else None
+        if failure is not None:
+            self._error(failure)
+            return
         inputs = body.get("input")
         if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
@@ -236,6 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 encoded = vector
             data.append({"object": "embedding", "index": index, "embedding": encoded})
+        if fake.reverse_embeddings:  # clients must order by `index`, not by position
+            data.reverse()
         tokens = sum(_count_tokens(i if isinstance(i, str) else "x") for i in inputs or [])
         self._json(200, {
             "object": "list", "data": data, "model": body.get("model", "text-embedding-3-small"),
@@ -262,9 +271,12 @@ class FakeOpenAIServer:
 
     handler_class: type[BaseHTTPRequestHandler] = _Handler
 
-    def __init__(self, handler: Callable[[dict], Reply] | None = None, embedding_dimensions: int = 1536):
+    def __init__(self, handler: Callable[[dict], Reply] | None = None, embedding_dimensions: int = 1536,
+                 reverse_embeddings: bool = False):
         self.handler = handler or type(self).default_reply
         self.embedding_dimensions = embedding_dimensions
+        self.reverse_embeddings = reverse_embeddings
+        self.embedding_failures: list[int] = []  # statuses answered to the next embedding requests
         self.requests: list[dict] = []
         self.embedding_requests: list[dict] = []
         self.request_headers: list[dict] = []

@@ -10,7 +10,7 @@ from rag.embedders import EmbeddingError, GoogleEmbedder, LocalHashEmbedder, Ope
 from rag.models import DocumentStatus
 from rag.selectors import search_knowledge
 from tests.rag.helpers import RETURNS_POLICY, ingest_text
-from tests.rag.openai_server import EmbeddingsServer, fake_embedding
+from tests.fakes.openai_server import FakeOpenAIServer, fake_embedding
 from vault.credentials import set_tenant_credential
 
 
@@ -23,8 +23,12 @@ def no_backoff(monkeypatch):
 
 @pytest.fixture
 def openai_server():
-    with EmbeddingsServer() as server:
+    with FakeOpenAIServer(reverse_embeddings=True) as server:
         yield server
+
+
+def _auth(server) -> list[str]:
+    return [h["authorization"] for h in server.request_headers if h["path"].endswith("/embeddings")]
 
 
 def _cos(a, b):
@@ -42,23 +46,22 @@ def test_openai_embedder_batches_and_orders_by_index(openai_server, settings):
     settings.RAG_EMBED_BATCH_SIZE = 2
     embedder = OpenAIEmbedder("sk-test-key", base_url=openai_server.base_url)
     vectors = embedder.embed_documents(["a", "b", "c"])
-    assert vectors == [fake_embedding("a"), fake_embedding("b"), fake_embedding("c")]
-    assert [r["body"]["input"] for r in openai_server.requests] == [["a", "b"], ["c"]]
-    assert {r["body"]["model"] for r in openai_server.requests} == {"text-embedding-3-small"}
-    assert openai_server.requests[0]["auth"] == "Bearer sk-test-key"
+    for vector, text in zip(vectors, ["a", "b", "c"], strict=True):  # float32 on the wire
+        assert vector == pytest.approx(fake_embedding(text), abs=1e-6)
+    assert [r["input"] for r in openai_server.embedding_requests] == [["a", "b"], ["c"]]
+    assert {r["model"] for r in openai_server.embedding_requests} == {"text-embedding-3-small"}
+    assert _auth(openai_server)[0] == "Bearer sk-test-key"
 
 
 def test_openai_embedder_retries_429_and_5xx(openai_server, no_backoff):
-    openai_server.failures = [
-        (429, {"error": {"message": "Rate limit reached", "type": "requests"}}),
-        (503, {"error": {"message": "overloaded", "type": "server_error"}}),
-    ]
-    assert OpenAIEmbedder("sk-test", base_url=openai_server.base_url).embed_query("hi") == fake_embedding("hi")
-    assert no_backoff == [0.5, 1.0] and len(openai_server.requests) == 3
+    openai_server.embedding_failures = [429, 503]
+    vector = OpenAIEmbedder("sk-test", base_url=openai_server.base_url).embed_query("hi")
+    assert vector == pytest.approx(fake_embedding("hi"), abs=1e-6)
+    assert no_backoff == [0.5, 1.0] and len(openai_server.embedding_requests) == 3
 
 
 def test_openai_embedder_does_not_retry_a_bad_key(openai_server, no_backoff):
-    openai_server.failures = [(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})]
+    openai_server.embedding_failures = [401]
     with pytest.raises(EmbeddingError, match="OpenAI embeddings failed: HTTP 401: Incorrect API key"):
         OpenAIEmbedder("sk-wrong", base_url=openai_server.base_url).embed_query("hi")
     assert no_backoff == []
@@ -75,7 +78,7 @@ def test_tenant_openai_key_and_base_url_come_from_the_vault(tenant_a, openai_ser
     assert document.status == DocumentStatus.READY and document.embedding_dims == 1536
     [hit] = search_knowledge(tenant_id=tenant_a.pk, query=RETURNS_POLICY)
     assert hit["score"] == pytest.approx(1.0, abs=1e-4)
-    assert {r["auth"] for r in openai_server.requests} == {"Bearer sk-tenant-a"}
+    assert set(_auth(openai_server)) == {"Bearer sk-tenant-a"}
 
 
 GOOGLE_URL = "https://generativelanguage.googleapis.com/v1beta/models/gemini-embedding-001:batchEmbedContents"
