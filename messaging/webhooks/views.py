@@ -169,10 +169,15 @@ def _cached_binding(provider: str, external_id: str) -> ChannelBinding | None:
 class TokenWebhook(WebhookView):
     """Per-tenant endpoints, routed by the binding's webhook token."""
 
-    def binding_for(self, token: str) -> ChannelBinding | None:
-        return ChannelBinding.dangerously_unscoped.filter(
+    def binding_for(self, token: str) -> ChannelBinding:
+        """The active binding of this token; an unknown token answers 200 (logged and counted)."""
+        binding = ChannelBinding.dangerously_unscoped.filter(
             webhook_token=token, provider=self.provider, is_active=True
         ).first()
+        if binding is None:
+            self._unknown_binding("an unknown webhook token")
+            raise _Reply(200, "Ignored: unknown webhook token", "ignored")
+        return binding
 
 
 class ChatwootWebhook(TokenWebhook):
@@ -180,9 +185,6 @@ class ChatwootWebhook(TokenWebhook):
 
     def post(self, request, token):
         binding = self.binding_for(token)
-        if binding is None:
-            self._unknown_binding("an unknown webhook token")
-            return json_reply({"detail": "Ignored: unknown webhook token", "code": "ignored"}, status=200)
         body = request.body
         secret = get_optional_credential(binding.tenant_id, "chatwoot", "WEBHOOK_SECRET")
         if secret:
@@ -208,9 +210,6 @@ class YCloudWebhook(TokenWebhook):
 
     def post(self, request, token):
         binding = self.binding_for(token)
-        if binding is None:
-            self._unknown_binding("an unknown webhook token")
-            return json_reply({"detail": "Ignored: unknown webhook token", "code": "ignored"}, status=200)
         body = request.body
         secret = get_optional_credential(binding.tenant_id, "ycloud", "WEBHOOK_SECRET")
         if not secret:
