@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/v1/metrics/messages/", metrics_api.MessageMetricsAPI.as_view(), name="metrics-messages"),
     path("api/v1/metrics/deliveries/", metrics_api.DeliveryMetricsAPI.as_view(), name="metrics-deliveries"),
     path("api/v1/metrics/turn-latency/", metrics_api.TurnLatencyMetricsAPI.as_view(), name="metrics-turn-latency"),
+    path("api/v1/metrics/delivery-queue/", metrics_api.DeliveryQueueAPI.as_view(), name="metrics-delivery-queue"),
     path("webhooks/tiendanube/", views.TiendaNubeWebhook.as_view(), name="tiendanube-webhook"),
     path("webhooks/tiendanube/<path:topic>/", views.TiendaNubeWebhook.as_view(), name="tiendanube-webhook-topic"),
 ]

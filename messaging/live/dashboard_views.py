@@ -62,6 +62,7 @@ def dashboard_view(request):
     span = span if span in DAY_CHOICES else metrics.DEFAULT_DAYS
     days = metrics.day_range(span)
     return render(request, "live/dashboard.html", _context(
-        request, title="Dashboard", figures=dashboard_figures(tenant_ids, days), tenants=tenants,
+        request, title="Dashboard", figures=dashboard_figures(tenant_ids, days),
+        queue=metrics.delivery_queue(tenant_ids), overdue_seconds=metrics.OVERDUE_SECONDS, tenants=tenants,
         chosen=chosen, span=span, day_choices=DAY_CHOICES, platform=is_platform_admin(request),
     ))

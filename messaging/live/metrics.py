@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -70,6 +70,30 @@ def failed_deliveries(tenant_ids, days: list[date]) -> dict[str, list[int]]:
         .values("day").annotate(n=Count("id"))
     )
     return {"failed_messages": _series(days, failed), "failed_attempts": _series(days, attempts)}
+
+
+# A queued message this long past its slot means the relay is behind or no worker is running.
+OVERDUE_SECONDS = 60
+
+
+def delivery_queue(tenant_ids, *, now=None) -> dict:
+    """The relay right now: messages waiting to leave, those being retried, those overdue (past
+    their slot by more than OVERDUE_SECONDS) and the oldest one's lateness, and failed ones."""
+    now = now or timezone.now()
+    queryset = ChatMessage.dangerously_unscoped.filter(direction=Direction.OUT).exclude(provider=Provider.PLAYGROUND)
+    if tenant_ids is not None:
+        queryset = queryset.filter(tenant_id__in=list(tenant_ids))
+    overdue_before = now - timedelta(seconds=OVERDUE_SECONDS)
+    figures = queryset.filter(status__in=[MessageStatus.QUEUED, MessageStatus.FAILED]).aggregate(
+        waiting=Count("id", filter=Q(status=MessageStatus.QUEUED)),
+        retrying=Count("id", filter=Q(status=MessageStatus.QUEUED, attempts__gt=0)),
+        overdue=Count("id", filter=Q(status=MessageStatus.QUEUED, scheduled_at__lt=overdue_before)),
+        oldest_slot=Min("scheduled_at", filter=Q(status=MessageStatus.QUEUED)),
+        failed=Count("id", filter=Q(status=MessageStatus.FAILED)),
+    )
+    oldest = figures.pop("oldest_slot")
+    figures["oldest_late_seconds"] = max(0, int((now - oldest).total_seconds())) if oldest else 0
+    return figures
 
 
 def as_table(days: list[date], series: dict[str, list]) -> list[dict]:

@@ -1,4 +1,5 @@
-"""/api/v1/metrics/conversations|messages|deliveries/?days=14 for the caller's tenant."""
+"""/api/v1/metrics/conversations|messages|deliveries/?days=14 for the caller's tenant, and
+/api/v1/metrics/delivery-queue/ (the relay right now)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,12 @@ class TurnLatencyMetricsAPI(_MetricsAPI):
     """Average and slowest agent-turn latency per day (ms)."""
 
     figures = staticmethod(metrics.turn_latency)
+
+
+class DeliveryQueueAPI(TenantAPIView):
+    """The relay right now: messages waiting to be sent, being retried, overdue (with the oldest
+    one's lateness in seconds) and failed."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response({**metrics.delivery_queue([self.tenant_id]), "overdue_after_seconds": metrics.OVERDUE_SECONDS})

@@ -56,3 +56,31 @@ def test_admin_index_links_to_the_staff_screens(client, user_a):
     page = client.get("/admin/").content.decode()
     for link in ("/admin/live/", "/admin/live/playground/", "/admin/dashboard/"):
         assert link in page
+
+
+def test_dashboard_shows_the_delivery_queue_now(client, user_a, tenant_a, tenant_b, api_a, api_b):
+    from datetime import timedelta
+
+    from messaging.live.metrics import delivery_queue
+    from messaging.models import ChatMessage
+    from tests.messaging import factories
+
+    now = timezone.now()
+    conversation = factories.conversation(tenant_a)
+    for status, attempts, slot in (("queued", 0, now), ("queued", 2, now - timedelta(minutes=5)),
+                                   ("failed", 6, now - timedelta(hours=1)), ("sent", 1, now)):
+        ChatMessage.objects.for_tenant(tenant_a.pk).create(
+            tenant_id=tenant_a.pk, conversation=conversation, direction="out", role="agent", text="x",
+            provider=conversation.provider, status=status, attempts=attempts, scheduled_at=slot)
+    factories.conversation(tenant_b)
+    figures = delivery_queue([tenant_a.pk], now=now)
+    assert figures == {"waiting": 2, "retrying": 1, "overdue": 1, "oldest_late_seconds": 300, "failed": 1}
+    assert delivery_queue([tenant_b.pk], now=now) == {
+        "waiting": 0, "retrying": 0, "overdue": 0, "oldest_late_seconds": 0, "failed": 0}
+    client.force_login(user_a)
+    page = client.get("/admin/dashboard/").content.decode()
+    queue = page.split('id="delivery-queue"')[1].split("</section>")[0]
+    assert "<strong>2</strong>" in queue and "(oldest 3" in queue  # 300 s and a little more by now
+    assert "?delivery=failed" in queue and "?delivery=queued" in queue
+    assert api_a.get("/api/v1/metrics/delivery-queue/").json()["waiting"] == 2
+    assert api_b.get("/api/v1/metrics/delivery-queue/").json()["waiting"] == 0
