@@ -188,7 +188,7 @@ def _is_our_own(conversation: ChatConversation, event: HumanReply) -> bool:
     )
     if recent.filter(provider_message_id=event.provider_message_id).exists():
         return True
-    # The echo can arrive before our send job has recorded Chatwoot's id: match the text too.
+    # The echo can arrive before the relay has recorded Chatwoot's id: match the text too.
     return recent.filter(created_at__gte=timezone.now() - timedelta(minutes=10), text=event.text).exists()
 
 
