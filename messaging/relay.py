@@ -385,14 +385,26 @@ def _record(claim: Claim, owner: int, result, error, started, finished, duration
                               http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id),
                  l AS (UPDATE {LANES} SET last_sent_at = COALESCE(%(sent_at)s, last_sent_at) WHERE id = %(lane)s
                        RETURNING id)
-            UPDATE {MESSAGES} SET status = %(status)s, sent_at = %(sent_at)s, error = %(error)s,
-                   provider_message_id = %(provider_id)s WHERE id = %(message)s AND status = %(queued)s
+            UPDATE {MESSAGES} m SET status = %(status)s, sent_at = %(sent_at)s, error = %(error)s,
+                   provider_message_id = CASE WHEN EXISTS (
+                       SELECT 1 FROM {MESSAGES} o WHERE o.tenant_id = m.tenant_id AND o.provider = m.provider
+                          AND o.provider_message_id = %(provider_id)s AND o.id <> m.id) THEN NULL
+                       ELSE %(provider_id)s END
+             WHERE id = %(message)s AND status = %(queued)s
+            RETURNING provider_message_id
             """,
             {"started": started, "duration": duration, "outcome": outcome, "http": http_status,
              "error": message.error, "attempt": claim.attempt_id, "sent_at": lane_sent_at, "lane": claim.lane_id,
              "status": message.status, "provider_id": message.provider_message_id, "message": message.pk,
              "queued": MessageStatus.QUEUED},
         )
+        stored = cursor.fetchone()
+        if stored is not None and message.provider_message_id and stored[0] is None:
+            # Never resend what left because of bookkeeping (Chatwoot has no idempotency key):
+            # the id is already another row's, e.g. an inbox echo stored as a human reply.
+            logger.warning("Message %s was sent, but its provider id %s is already another message's; "
+                           "stored without it", message.pk, message.provider_message_id)
+            message.provider_message_id = None
         # The lane row is locked by the first statement; the hand-over is the second. Spacing
         # counts from the last real send (a failed message did not leave).
         _hand_over(claim.lane_id, owner, spacing=spacing_for(claim.provider),

@@ -358,3 +358,24 @@ def test_a_failed_message_hands_the_lane_to_the_next_one(wa_conversation):
     assert _lane().due_at == second.scheduled_at  # nothing left before it: due at its own slot
     assert [o.status for o in relay.run_due()] == ["sent"]
     assert ChatMessage.dangerously_unscoped.get(pk=first.pk).status == "failed"
+
+
+@respx.mock
+def test_a_sent_message_whose_provider_id_is_taken_is_recorded_not_resent(tenant_a):
+    """Chatwoot answers with an id an inbox echo already stored (as a human reply): the message
+    left, so it is recorded as sent without the id, never sent again (Chatwoot has no
+    idempotency key)."""
+    set_tenant_credential(tenant_a.pk, "chatwoot", "BASE_URL", "https://chat.shop.test/")
+    set_tenant_credential(tenant_a.pk, "chatwoot", "CHATWOOT_API_TOKEN", "api-token-1")
+    conversation = factories.conversation(tenant_a, provider="chatwoot", external_chatwoot_id="345",
+                                          external_account_id="12")
+    ChatMessage.objects.for_tenant(tenant_a.pk).create(
+        tenant_id=tenant_a.pk, conversation=conversation, direction="out", role="human", text="echo",
+        provider="chatwoot", provider_message_id="5555", status="sent")
+    route = respx.post("https://chat.shop.test/api/v1/accounts/12/conversations/345/messages").mock(
+        return_value=httpx.Response(200, json={"id": 5555, "content": "hola"}))
+    message = _queued(conversation)
+    assert _run(message) == "sent"
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id, route.call_count) == ("sent", None, 1)
+    assert _run(message) == "nothing due"
