@@ -73,6 +73,7 @@ class Dispatcher:
     async def _session(self) -> None:
         async with await self._connect() as listen, await self._connect() as db:
             owner = await self._register(listen)
+            self.working.clear()  # a new id holds nothing yet (the last session's lanes were handed back)
             await listen.execute(f"LISTEN {relay.WAKE_CHANNEL}")
             wake = asyncio.Event()
             listener = asyncio.create_task(self._listen(listen, wake))
@@ -131,6 +132,9 @@ class Dispatcher:
     async def _dispatch(self, claims: list[relay.Claim], owner: int, wake: asyncio.Event) -> None:
         try:
             ready = await self._in_pool(relay.prepare, claims, owner)
+        except asyncio.CancelledError:  # stopping: the wind-down hands these lanes back
+            self.working.difference_update(claim.lane_id for claim in claims)
+            raise
         except Exception:
             logger.exception("Relay dispatcher could not load %d claimed lane(s); they are released", len(claims))
             ready = []
