@@ -10,21 +10,15 @@ from __future__ import annotations
 import logging
 
 from django.db import close_old_connections
-from procrastinate import BaseRetryStrategy, RetryDecision
+from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
 logger = logging.getLogger(__name__)
 
 
-class RetryWithBackoff(BaseRetryStrategy):
-    """Re-run a job a few times with backoff when it fails unexpectedly (a database restart)."""
-
-    unexpected_attempts = 5
-
-    def get_retry_decision(self, *, exception, job):
-        if job.attempts < self.unexpected_attempts:
-            return RetryDecision(retry_in={"seconds": 2 ** job.attempts})
-        return None
+# Re-run a job up to five times with backoff (2, 4, 8, 16, 32 s) when it fails unexpectedly (a database
+# restart mid-job): procrastinate's own strategy.
+RETRY_WITH_BACKOFF = RetryStrategy(max_attempts=5, exponential_wait=2)
 
 
 def _fresh_connections(func, **kwargs):
@@ -43,7 +37,7 @@ def recover_stranded_lanes(timestamp: int | None = None):
     return _fresh_connections(recover)
 
 
-@app.task(name="messaging.answer_conversation", queue="buffer", retry=RetryWithBackoff())
+@app.task(name="messaging.answer_conversation", queue="buffer", retry=RETRY_WITH_BACKOFF)
 def answer_conversation(*, tenant_id: int, conversation_id: int):
     from messaging.buffer import run_buffer
 
