@@ -53,7 +53,6 @@ class Dispatcher:
         self.pool = ThreadPoolExecutor(self.concurrency + 2, thread_name_prefix="relay")
         self.working: set[int] = set()  # lane ids this dispatcher holds
         self.threads: set[concurrent.futures.Future] = set()  # loads and sends running in a thread
-        self.sent = 0
 
     async def run(self) -> None:
         """Dispatch until cancelled, starting over under a new id whenever the database is lost."""
@@ -150,7 +149,6 @@ class Dispatcher:
             if delay > 0:
                 await asyncio.sleep(delay)  # claimed up to one poll ahead: leaves at its due time
             await self._in_pool(relay.send_claim, claim, owner)
-            self.sent += 1
         except asyncio.CancelledError:
             raise
         except Exception:

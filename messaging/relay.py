@@ -175,7 +175,6 @@ class Claim:
     """A lane a dispatcher holds, and (once prepared) its next message and the attempt at it."""
 
     lane_id: int
-    tenant_id: int
     provider: str
     due_at: datetime
     message: ChatMessage | None = None
@@ -186,7 +185,7 @@ CLAIM_SQL = f"""
     WITH due AS (SELECT id FROM {LANES} WHERE due_at <= %(horizon)s AND claimed_by IS NULL
                   ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
     UPDATE {LANES} l SET claimed_by = %(owner)s, claimed_at = now() FROM due WHERE l.id = due.id
-    RETURNING l.id, l.tenant_id, l.provider, l.due_at
+    RETURNING l.id, l.provider, l.due_at
 """
 
 # Lanes back to the pool: those held by dispatchers that are gone (their advisory lock ended with
@@ -205,7 +204,7 @@ RELEASE_SQL = f"""
 
 
 def claims_from_rows(rows) -> list[Claim]:
-    return [Claim(lane_id=r[0], tenant_id=r[1], provider=r[2], due_at=r[3]) for r in rows]
+    return [Claim(lane_id=r[0], provider=r[1], due_at=r[2]) for r in rows]
 
 
 def release_params(owner: int, working) -> dict:
@@ -346,6 +345,11 @@ def send_claim(claim: Claim, owner: int) -> Outcome:
         return _record(claim, owner, result, error, started, finished, duration)
 
 
+# The attempt's result, in every outcome's statement.
+_FINISH_ATTEMPT = (f"UPDATE {ATTEMPTS} SET started_at = %(started)s, duration_ms = %(duration)s, outcome = %(outcome)s, "
+                   "http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id")
+
+
 def _record(claim: Claim, owner: int, result, error, started, finished, duration) -> Outcome:
     """One transaction: the attempt, the message and the lane. A success or a permanent failure
     locks the lane row in its first statement and hands the lane over in a second one. Only a
@@ -357,15 +361,14 @@ def _record(claim: Claim, owner: int, result, error, started, finished, duration
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
-                WITH a AS (UPDATE {ATTEMPTS} SET started_at = %(started)s, duration_ms = %(duration)s, outcome = 'retry',
-                                  http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id),
+                WITH a AS ({_FINISH_ATTEMPT}),
                      m AS (UPDATE {MESSAGES} SET error = %(error)s WHERE id = %(message)s AND status = %(queued)s
                            RETURNING id)
                 UPDATE {LANES} SET claimed_by = NULL, claimed_at = NULL, due_at = %(retry_at)s
                  WHERE id = %(lane)s AND claimed_by = %(owner)s
                 """,
-                {"started": started, "duration": duration, "http": error.http_status, "error": error.detail,
-                 "attempt": claim.attempt_id, "message": message.pk, "retry_at": retry_at, "lane": claim.lane_id,
+                {"started": started, "duration": duration, "outcome": "retry", "http": error.http_status,
+                 "error": error.detail, "attempt": claim.attempt_id, "message": message.pk, "retry_at": retry_at, "lane": claim.lane_id,
                  "owner": owner, "queued": MessageStatus.QUEUED},
             )
         logger.warning("Message %s attempt %s failed, retrying at %s: %s", message.pk, message.attempts, retry_at,
@@ -381,8 +384,7 @@ def _record(claim: Claim, owner: int, result, error, started, finished, duration
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH a AS (UPDATE {ATTEMPTS} SET started_at = %(started)s, duration_ms = %(duration)s, outcome = %(outcome)s,
-                              http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id),
+            WITH a AS ({_FINISH_ATTEMPT}),
                  l AS (UPDATE {LANES} SET last_sent_at = COALESCE(%(sent_at)s, last_sent_at) WHERE id = %(lane)s
                        RETURNING id)
             UPDATE {MESSAGES} m SET status = %(status)s, sent_at = %(sent_at)s, error = %(error)s,
