@@ -114,14 +114,10 @@ def _inbound_row(conversation, provider, event: InboundMessage, now) -> ChatMess
     )
 
 
-def _insert_inbound(conversation, provider, event: InboundMessage, now):
-    return insert_message_once(_inbound_row(conversation, provider, event, now))
-
-
 def store_inbound(*, conversation: ChatConversation, provider: str, event: InboundMessage, now,
                   buffer_seconds=None):
     """Insert a message into a conversation locked by the caller and arm the buffer."""
-    message = _insert_inbound(conversation, provider, event, now)
+    message = insert_message_once(_inbound_row(conversation, provider, event, now))
     if message is None:
         return None
     conversation.last_inbound_at = conversation.last_message_at = now

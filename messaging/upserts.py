@@ -14,8 +14,7 @@ from messaging.models import ChannelBinding, ChatConversation, ChatMessage
 
 # Field types whose Python value psycopg adapts as it is (Django's get_db_prep_save only checks
 # and returns it); every other field goes through get_db_prep_save (JSON, enums, custom types).
-_PLAIN_TYPES = (models.CharField, models.TextField, models.IntegerField, models.BooleanField,
-                models.ForeignKey, models.UUIDField)
+_PLAIN_TYPES = (models.CharField, models.TextField, models.IntegerField, models.BooleanField, models.ForeignKey)
 _PLANS: dict = {}
 
 
@@ -25,8 +24,7 @@ def _plan(model):
     if plan is None:
         plan = _PLANS[model] = []
         for field in model._meta.concrete_fields:
-            plain = isinstance(field, _PLAIN_TYPES) and not isinstance(field, models.UUIDField) and (
-                type(field).pre_save is models.Field.pre_save)
+            plain = isinstance(field, _PLAIN_TYPES) and type(field).pre_save is models.Field.pre_save
             if isinstance(field, models.DateTimeField) and not (field.auto_now or field.auto_now_add):
                 plain = True  # psycopg adapts aware datetimes; None stays NULL
             plan.append((connection.ops.quote_name(field.column), field.attname, field.primary_key,
