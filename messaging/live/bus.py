@@ -19,20 +19,20 @@ import weakref
 
 from channels.db import database_sync_to_async
 
+from messaging import events
+
 logger = logging.getLogger(__name__)
 
-CHANNEL = "live_events"
 RECONNECT_DELAYS = (0.5, 1, 2, 5, 10)
 DELIVERY_TIMEOUT_SECONDS = 10
 
 
 def _conninfo() -> dict:
-    from django.db import connections
+    """psycopg connect arguments of the default database (procrastinate's helper: the worker's
+    relay dispatcher connects with the same)."""
+    from procrastinate.contrib.django.utils import connector_params
 
-    params = connections["default"].get_connection_params()
-    keep = {"dbname", "user", "password", "host", "port", "sslmode", "sslrootcert", "sslcert", "sslkey",
-            "options", "connect_timeout"}
-    return {key: value for key, value in params.items() if key in keep and value not in (None, "")}
+    return connector_params("default")
 
 
 def expand(event: dict) -> dict | None:
@@ -84,7 +84,7 @@ class LiveBus:
         while self.groups:
             try:
                 async with await psycopg.AsyncConnection.connect(autocommit=True, **_conninfo()) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {events.CHANNEL}")
                     failures = 0
                     self.ready.set()
                     async for notify in conn.notifies():
