@@ -1,6 +1,9 @@
-"""Webhook ingest: the Meta webhook (signature, parse, binding lookup, de-duplication, message
-insert, conversation upsert, buffer job check/defer, in one transaction) against a bare Django
-view and the floor (signature check + one insert) on the same server, same run, same load.
+"""Webhook ingest: the Meta webhook (signature, JSON check, the raw delivery persisted in the
+webhook inbox) against a bare Django view and the floor (signature check + one insert) on the
+same server, same run, same load, with a worker running beside the server on the same machine
+that drains the inbox meanwhile (parse, binding lookup, de-duplication, conversation upsert,
+message insert, buffer job): its CPU is taken from the same two cores. After the load: how long
+the worker took to empty the inbox, and whether every accepted delivery became one message.
 
 Layouts: production (gunicorn WSGI, 2 processes x 8 threads) and `make up`'s single daphne.
 Writes bench/results/webhook_ingest.json.
@@ -19,10 +22,13 @@ import json
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
+import psutil
+import psycopg
 from msg_common import ROOT, RssSampler, child_env, http_request, load, reset_scratch_database, setup_django, stop
 from msg_common import load_wrk, wait_for_port, wrk_available
 
@@ -87,11 +93,58 @@ LAYOUTS = {
 TARGETS = {"bare view": bare_request, "floor (HMAC + 1 insert)": floor_request, "Meta webhook": webhook_request}
 
 
+class InboxWatch:
+    """The inbox's backlog sampled every 0.25 s while a load runs (one count on the bench's own
+    connection), and the worker's CPU over the same time."""
+
+    def __init__(self, database_url: str, worker_pid: int):
+        self.url = database_url
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.worker = psutil.Process(worker_pid)
+        self.peak, self._stop = 0, threading.Event()
+
+    def backlog(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM messaging_inbounddelivery").fetchone()[0]
+
+    def messages(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM messaging_chatmessage").fetchone()[0]
+
+    def _cpu(self) -> float:
+        times = [self.worker.cpu_times()] + [child.cpu_times() for child in self.worker.children(recursive=True)]
+        return sum(t.user + t.system for t in times)
+
+    def __enter__(self):
+        self.cpu_start = self._cpu()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        conn = psycopg.connect(self.url, autocommit=True)
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, conn.execute("SELECT count(*) FROM messaging_inbounddelivery").fetchone()[0])
+        conn.close()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.cpu_seconds = self._cpu() - self.cpu_start
+
+    def drain_seconds(self, timeout: float = 300) -> float:
+        started = time.monotonic()
+        while self.backlog():
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"the worker left {self.backlog()} deliveries after {timeout}s")
+            time.sleep(0.05)
+        return round(time.monotonic() - started, 2)
+
+
 def main() -> int:
     database_url = reset_scratch_database()
     _seed(database_url)
+    # The buffer's turns are not part of ingest: their jobs wait an hour (the binding has no agent).
     env = child_env(database_url, DJANGO_SETTINGS_MODULE="msg_settings",
-                    PYTHONPATH=f"{ROOT / 'bench'}:{ROOT}")
+                    PYTHONPATH=f"{ROOT / 'bench'}:{ROOT}", MESSAGE_BUFFER_SECONDS=3600)
     results = {"seconds_per_target": SECONDS, "concurrency": 10, "layouts": {}}
     use_wrk = USE_WRK and wrk_available()
     results["generator"] = "wrk" if use_wrk else "python"
@@ -100,25 +153,44 @@ def main() -> int:
             continue
         log = open(ROOT / "bench" / "results" / f"webhook_ingest_{layout.split()[0]}.log", "w")
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([sys.executable, "manage.py", "run_worker"], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
         try:
             wait_for_port(PORT)
             figures = {}
-            with RssSampler(server=server.pid) as rss:
+            watch = InboxWatch(database_url, worker.pid)
+            with RssSampler(server=server.pid, worker=worker.pid) as rss:
                 for name, make in TARGETS.items():
-                    load("127.0.0.1", PORT, make, seconds=2)  # warm-up: connections, imports, caches
-                    if use_wrk:
-                        figures[name] = load_wrk("127.0.0.1", PORT, make, seconds=SECONDS,
-                                                 expected_rps=8000 if name == "bare view" else 3000)
-                    else:
-                        figures[name] = load("127.0.0.1", PORT, make, seconds=SECONDS)
+                    warm = load("127.0.0.1", PORT, make, seconds=2)  # warm-up: connections, imports, caches
+                    is_webhook = name == "Meta webhook"
+                    if is_webhook:
+                        watch.drain_seconds()
+                        before = watch.messages()
+                    with watch:
+                        if use_wrk:
+                            figures[name] = load_wrk("127.0.0.1", PORT, make, seconds=SECONDS,
+                                                     expected_rps=8000 if name == "bare view" else 3000)
+                        else:
+                            figures[name] = load("127.0.0.1", PORT, make, seconds=SECONDS)
+                    if is_webhook:
+                        accepted = figures[name]["requests"] - figures[name]["non_2xx"] - figures[name]["errors"]
+                        figures["inbox"] = {
+                            "backlog_at_end": watch.backlog(), "peak_backlog": watch.peak,
+                            "drain_seconds_after_load": watch.drain_seconds(),
+                            "accepted": accepted, "stored": watch.messages() - before,
+                            "worker_cpu_ms_per_delivery": round(watch.cpu_seconds * 1000 / max(accepted, 1), 3),
+                        }
+                        print(f"{layout:28} {'  inbox':26} {figures['inbox']} (warm-up: {warm['requests']})", flush=True)
                     print(f"{layout:28} {name:26} {figures[name]}", flush=True)
             webhook, bare, floor = figures["Meta webhook"], figures["bare view"], figures["floor (HMAC + 1 insert)"]
             figures["webhook / bare"] = round(webhook["rps"] / bare["rps"], 3)
             figures["webhook / floor"] = round(webhook["rps"] / floor["rps"], 3)
-            figures["peak_rss_mb"] = rss.megabytes()["server"]
+            figures["peak_rss_mb"] = rss.megabytes()
             results["layouts"][layout] = figures
+            watch.conn.close()
         finally:
             stop(server)
+            stop(worker)
     out = ROOT / "bench" / "results" / "webhook_ingest.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -1,13 +1,22 @@
-"""Admin: channels, conversations (with their messages), and a failed-messages view with retry."""
+"""Admin: channels, conversations (with their messages), a failed-messages view with retry, and
+(platform admins only) the webhook inbox's stuck deliveries and the webhook counters."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages as flash
 
-from messaging import services
-from messaging.models import ChannelBinding, ChatConversation, ChatMessage, DeliveryAttempt, MessageStatus
+from messaging import inbox, services
+from messaging.models import (
+    ChannelBinding,
+    ChatConversation,
+    ChatMessage,
+    DeliveryAttempt,
+    InboundDelivery,
+    MessageStatus,
+    WebhookCounter,
+)
 from messaging.serializers import webhook_url
-from tenants.admin_base import TenantScopedAdmin, TenantScopedInline
+from tenants.admin_base import TenantScopedAdmin, TenantScopedInline, is_platform_admin
 
 
 @admin.register(ChannelBinding)
@@ -93,3 +102,48 @@ class ChatMessageAdmin(TenantScopedAdmin):
             services.retry_message(tenant_id=message.tenant_id, message_id=message.pk)
             retried += 1
         self.message_user(request, f"{retried} failed message(s) queued again.", flash.SUCCESS if retried else flash.WARNING)
+
+
+class PlatformOnlyAdmin(admin.ModelAdmin):
+    """Rows that belong to no tenant yet (a Meta delivery is routed by its content): platform
+    admins only, read-only."""
+
+    def has_module_permission(self, request):
+        return is_platform_admin(request)
+
+    def has_view_permission(self, request, obj=None):
+        return is_platform_admin(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(InboundDelivery)
+class InboundDeliveryAdmin(PlatformOnlyAdmin):
+    """Deliveries the webhooks stored that the worker has not processed: normally empty; a row
+    that stays has an error (processing raised INBOX_MAX_ATTEMPTS times) or no worker is running."""
+
+    list_display = ("id", "provider", "binding", "received_at", "attempts", "next_attempt_at", "last_error")
+    list_filter = ("provider",)
+    search_fields = ("last_error", "delivery_id")
+    readonly_fields = ("provider", "binding", "delivery_id", "received_at", "attempts", "next_attempt_at",
+                       "last_error", "body")
+    actions = ["process_again"]
+
+    def has_delete_permission(self, request, obj=None):
+        return is_platform_admin(request)
+
+    @admin.action(description="Process the selected deliveries again")
+    def process_again(self, request, queryset):
+        count = inbox.process_again(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} deliver{'y' if count == 1 else 'ies'} due again; a worker processes "
+                                   "them within a second.", flash.SUCCESS if count else flash.WARNING)
+
+
+@admin.register(WebhookCounter)
+class WebhookCounterAdmin(PlatformOnlyAdmin):
+    list_display = ("name", "count", "last_seen_at")
+    ordering = ("name",)

@@ -216,17 +216,18 @@ def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
     return message
 
 
-def apply_events(*, binding: ChannelBinding, parsed: list, buffer_seconds=None) -> dict:
-    """Store every parsed event for one binding; returns counts for logs and tests."""
+def apply_events(*, binding: ChannelBinding, parsed: list, buffer_seconds=None, now=None) -> dict:
+    """Store every parsed event for one binding; returns counts for logs and tests. `now` is when
+    the webhook received them (the buffer counts from there)."""
     counts = {"stored": 0, "duplicates": 0, "statuses": 0, "human": 0}
     for event in parsed:
         if isinstance(event, InboundMessage):
-            stored = record_inbound(binding=binding, event=event, buffer_seconds=buffer_seconds)
+            stored = record_inbound(binding=binding, event=event, now=now, buffer_seconds=buffer_seconds)
             counts["stored" if stored else "duplicates"] += 1
         elif isinstance(event, StatusUpdate):
             counts["statuses"] += record_status(tenant_id=binding.tenant_id, provider=binding.provider, event=event)
         elif isinstance(event, ReadUpTo):
             counts["statuses"] += record_read(binding=binding, event=event)
         elif isinstance(event, HumanReply):
-            counts["human"] += 1 if record_human_reply(binding=binding, event=event) else 0
+            counts["human"] += 1 if record_human_reply(binding=binding, event=event, now=now) else 0
     return counts

@@ -246,3 +246,32 @@ class WebhookCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.count}"
+
+
+class InboundDelivery(models.Model):
+    """A webhook delivery as received: signature checked, not yet parsed, routed or stored.
+
+    The webhook persists this one row and answers 200; the worker's inbox drainer
+    (messaging.inbox) parses, routes and stores it, then deletes it. Platform-level, not tenant-
+    scoped: a Meta delivery's tenant is only known once its account id is routed. A delivery
+    whose processing keeps failing stays here with its error (admin: process again).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    # Token webhooks (Chatwoot, YCloud) know their binding when they check the signature.
+    binding = models.ForeignKey(ChannelBinding, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    body = models.TextField(help_text="The raw JSON body, exactly as the provider sent it.")
+    delivery_id = models.CharField(max_length=200, blank=True, help_text="X-Chatwoot-Delivery, when sent.")
+    received_at = models.DateTimeField()
+    # NULL once processing gave up (INBOX_MAX_ATTEMPTS): kept for the admin, never picked up again.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name_plural = "inbound deliveries"
+        indexes = [models.Index(fields=["next_attempt_at"], name="inbound_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} delivery {self.pk}"

@@ -271,6 +271,12 @@ RELAY_CONCURRENCY = env.int("RELAY_CONCURRENCY", default=16)
 RELAY_POLL_SECONDS = env.float("RELAY_POLL_SECONDS", default=0.1)
 RELAY_ORPHAN_SECONDS = env.float("RELAY_ORPHAN_SECONDS", default=30)
 HUMAN_TAKEOVER_HOURS = env.float("HUMAN_TAKEOVER_HOURS", default=24)
+# The webhook inbox (messaging.inbox): webhooks persist the raw delivery and answer; every worker
+# drains the inbox in batches (up to INBOX_BATCH per transaction), looking every INBOX_POLL_SECONDS.
+# A delivery whose processing raises is tried again with backoff, up to INBOX_MAX_ATTEMPTS times.
+INBOX_BATCH = env.int("INBOX_BATCH", default=200)
+INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=0.1)
+INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=5)
 
 # --- Knowledge base -----------------------------------------------------------------------
 RAG_EMBEDDER = env("RAG_EMBEDDER", default="local")

@@ -6,6 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from messaging import inbox
 from messaging.models import ChatConversation, ChatMessage
 from tests.browser.conftest import SERVER_SETTINGS, login
 from tests.conftest import make_staff, make_tenant
@@ -36,6 +37,7 @@ def post_webhook(server_url: str, text: str, *, wa_id: str = CUSTOMER, name: str
     raw, headers = signed_meta_request(body, SERVER_SETTINGS["META_APP_SECRET"])
     response = httpx.post(f"{server_url}/webhooks/meta/", content=raw, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
+    assert inbox.drain() == 1  # what a worker does next: the webhook stored the delivery raw
 
 
 def open_pane(page, conversation):

@@ -20,10 +20,20 @@ APP_SECRET = "test-meta-app-secret"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def post_meta(client, body, *, secret=APP_SECRET, signature=None):
+def processed(response, process=True):
+    """What a worker does next: the webhook stored the delivery raw in the inbox; process it
+    (`process=False` leaves it to a real worker)."""
+    from messaging import inbox
+
+    if process:
+        inbox.drain()
+    return response
+
+
+def post_meta(client, body, *, secret=APP_SECRET, signature=None, process=True):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"HTTP_X_HUB_SIGNATURE_256": signature if signature is not None else sign_meta(secret, raw)}
-    return client.post("/webhooks/meta/", raw, content_type="application/json", **headers)
+    return processed(client.post("/webhooks/meta/", raw, content_type="application/json", **headers), process)
 
 
 def post_chatwoot(client, token, body, *, secret=None, delivery=None, timestamp=None, signature=None):
@@ -32,14 +42,14 @@ def post_chatwoot(client, token, body, *, secret=None, delivery=None, timestamp=
     if secret:
         sig, ts = sign_chatwoot(secret, raw, timestamp)
         headers.update(HTTP_X_CHATWOOT_SIGNATURE=signature or sig, HTTP_X_CHATWOOT_TIMESTAMP=ts)
-    return client.post(f"/webhooks/chatwoot/{token}/", raw, content_type="application/json", **headers)
+    return processed(client.post(f"/webhooks/chatwoot/{token}/", raw, content_type="application/json", **headers))
 
 
 def post_ycloud(client, token, body, *, secret, timestamp=None, signature=None):
     raw = json.dumps(body).encode()
     header = signature if signature is not None else sign_ycloud(secret, raw, timestamp)
     extra = {"HTTP_YCLOUD_SIGNATURE": header} if header else {}
-    return client.post(f"/webhooks/ycloud/{token}/", raw, content_type="application/json", **extra)
+    return processed(client.post(f"/webhooks/ycloud/{token}/", raw, content_type="application/json", **extra))
 
 
 def whatsapp_text(phone_number_id: str, sender: str, text: str, message_id: str | None = None, name="Ana"):

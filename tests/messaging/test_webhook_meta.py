@@ -223,7 +223,8 @@ class TestCachedBindingIsAlwaysRechecked:
         return post_meta(anon, whatsapp_text(binding.external_id, "5491100000001", text))
 
     def test_a_deactivated_binding_stores_nothing_even_when_cached(self, anon, wa_binding):
-        assert self._send(anon, wa_binding, "uno").json()["stored"] == 1  # cache warmed
+        assert self._send(anon, wa_binding, "uno").status_code == 200  # cache warmed
+        assert ChatMessage.dangerously_unscoped.count() == 1
         ChannelBinding.dangerously_unscoped.filter(pk=wa_binding.pk).update(is_active=False)
         assert self._send(anon, wa_binding, "dos").status_code == 200
         assert list(ChatMessage.dangerously_unscoped.values_list("text", flat=True)) == ["uno"]
@@ -233,7 +234,7 @@ class TestCachedBindingIsAlwaysRechecked:
         self._send(anon, wa_binding, "uno")
         ChannelBinding.dangerously_unscoped.filter(pk=wa_binding.pk).delete()
         moved = factories.binding(tenant_b, external_id=wa_binding.external_id)
-        assert self._send(anon, moved, "dos").json()["stored"] == 1
+        assert self._send(anon, moved, "dos").status_code == 200
         message = ChatMessage.dangerously_unscoped.get(text="dos")
         assert message.tenant_id == tenant_b.pk and message.conversation.tenant_id == tenant_b.pk
         assert message.conversation.binding_id == moved.pk

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from messaging.models import ChatMessage, DeliveryLane
+from messaging.models import ChatMessage, DeliveryLane, InboundDelivery
 from messaging import relay
 from messaging.relay import relay_parts
 from tests.messaging import factories
@@ -105,7 +105,8 @@ def test_provider_500_then_200_through_the_worker(tmp_path, provider, conversati
 
 def test_webhook_burst_to_one_reply_through_a_real_worker(tmp_path, provider, conversations, client, settings,
                                                           agent_a, model_a):
-    """Webhook → durable buffer (0.5 s) → worker → real run_turn (fake model) → relay → provider."""
+    """Webhook → inbox → worker's drainer → durable buffer (0.5 s) → worker → real run_turn (fake
+    model) → relay → provider."""
     from tests.fakes.openai_server import Reply
     from tests.messaging.helpers import post_meta, whatsapp_text
 
@@ -115,10 +116,13 @@ def test_webhook_burst_to_one_reply_through_a_real_worker(tmp_path, provider, co
     binding.save()
     model_a.push(Reply.text("¡Hola! ||| Sí, tenemos talle 42."))
     for text in ("hola", "tienen talle 42?"):
-        assert post_meta(client, whatsapp_text(binding.external_id, "5491199999999", text)).status_code == 200
+        response = post_meta(client, whatsapp_text(binding.external_id, "5491199999999", text), process=False)
+        assert response.status_code == 200
+    assert InboundDelivery.objects.count() == 2 and not ChatMessage.dangerously_unscoped.exists()
     with _worker(tmp_path, provider) as worker:
         worker.wait_for(lambda: len(provider.deliveries()) == 2)
     assert provider.texts() == ["¡Hola!", "Sí, tenemos talle 42."]
+    assert not InboundDelivery.objects.exists()
     assert {d["json"]["to"] for d in provider.deliveries()} == {"5491199999999"}
     assert len(model_a.requests) == 1 and model_a.messages()[-1]["content"] == "hola\ntienen talle 42?"
     deliveries = provider.deliveries()

@@ -7,8 +7,9 @@ workers as you like, on as many machines as you like: they share the database.
 A worker killed with SIGKILL leaves its running jobs in "doing". Every worker therefore also
 requeues the jobs of workers whose heartbeat is older than PROCRASTINATE_STALLED_SECONDS.
 
-Each worker also runs a relay dispatcher (messaging/dispatcher.py) on the same event loop: the
-relay's sends are not jobs. `--queue` without `relay` leaves it out.
+Each worker also runs, on the same event loop, a relay dispatcher (messaging/dispatcher.py: the
+relay's sends are not jobs) and the webhook inbox's drainer (messaging/inbox.py: deliveries are
+stored raw by the webhooks and processed here). `--queue` without `relay` leaves both out.
 """
 
 import asyncio
@@ -24,6 +25,7 @@ from procrastinate.contrib.django import utils as procrastinate_django
 from procrastinate.psycopg_connector import PsycopgConnector
 
 from messaging.dispatcher import Dispatcher
+from messaging.inbox import InboxDrainer
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +71,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Worker: concurrency {concurrency}, polling every {polling_interval}s, "
             f"stalled workers' jobs requeued after {stalled}s; "
-            + (f"relay dispatcher: {settings.RELAY_CONCURRENCY} sends at once" if relay else "no relay dispatcher"),
+            + (f"relay dispatcher: {settings.RELAY_CONCURRENCY} sends at once; webhook inbox drained every "
+               f"{settings.INBOX_POLL_SECONDS}s" if relay else "no relay dispatcher, no webhook inbox"),
             ending="\n",
         )
         self.stdout.flush()
@@ -82,6 +85,7 @@ class Command(BaseCommand):
             async with app.open_async():
                 recovery = asyncio.create_task(_recover_forever(stalled, max(heartbeat, 0.5)))
                 dispatcher = asyncio.create_task(Dispatcher(connect_params).run()) if relay else None
+                drainer = asyncio.create_task(InboxDrainer().run()) if relay else None
                 try:
                     await app.run_worker_async(
                         queues=queues, concurrency=concurrency, fetch_job_polling_interval=polling_interval,
@@ -91,9 +95,11 @@ class Command(BaseCommand):
                     )
                 finally:
                     recovery.cancel()
-                    if dispatcher is not None:  # sends under way finish and are recorded first
-                        dispatcher.cancel()
-                        await asyncio.gather(dispatcher, return_exceptions=True)
+                    # Sends under way finish and are recorded first; a batch of the inbox commits.
+                    realtime = [task for task in (dispatcher, drainer) if task is not None]
+                    for task in realtime:
+                        task.cancel()
+                    await asyncio.gather(*realtime, return_exceptions=True)
 
         # No SELECT 1 before every job: a connection that died (database restart) fails its job
         # with an OperationalError, Django drops the connection, and the job's retry reconnects.

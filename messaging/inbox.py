@@ -1,0 +1,321 @@
+"""The webhook inbox: persist a delivery before answering, process it in the worker.
+
+A webhook checks the signature, checks that the body is JSON, inserts the raw body here
+(`receive`, one prepared INSERT) and answers 200: the provider's delivery is durable before it is
+acknowledged, and the request costs about what a bare signed insert costs. Every worker drains the
+inbox (`InboxDrainer`, beside the relay dispatcher): it claims up to INBOX_BATCH deliveries
+(FOR UPDATE SKIP LOCKED, so workers share them), parses each, routes it to its channel binding,
+stores its events (messaging.ingest: de-duplication, conversation, buffer job, live events) and
+deletes it, in one transaction per batch. Unknown bindings and unexpected shapes are logged and
+counted, and store nothing.
+
+A batch that raises is rolled back and its deliveries are processed one transaction each; a
+delivery that raises again is tried again with backoff and, after INBOX_MAX_ATTEMPTS, kept with
+its error for the admin ("process again"). Buffer due times count from when the webhook received
+the message, so a backlog in the inbox never makes a burst wait longer than MESSAGE_BUFFER_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from messaging import ingest
+from messaging.models import ChannelBinding, InboundDelivery, Provider, WebhookCounter
+from messaging.upserts import StaleBinding
+from messaging.webhooks import chatwoot, meta, ycloud
+from messaging.webhooks.normalized import InboundMessage, UnexpectedShape
+
+logger = logging.getLogger(__name__)
+
+_TABLE = InboundDelivery._meta.db_table
+RECEIVE_SQL = (
+    f"INSERT INTO {_TABLE} (provider, binding_id, body, delivery_id, received_at, next_attempt_at, attempts, "
+    "last_error) VALUES (%s, %s, %s, %s, statement_timestamp(), statement_timestamp(), 0, '')"
+)
+CLAIM_SQL = (
+    f"SELECT id, provider, binding_id, body, delivery_id, received_at, attempts FROM {_TABLE} "
+    "WHERE next_attempt_at <= statement_timestamp() ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+
+
+def receive(*, provider: str, body: str, binding_id: int | None = None, delivery_id: str = "") -> None:
+    """Persist one verified delivery (its own transaction, committed when this returns).
+
+    psycopg directly, as a server-side prepared statement: one round trip, and no Django health
+    check query before it (a dead connection fails this request with a 500, the provider retries
+    and Django reconnects)."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(RECEIVE_SQL, [provider, binding_id, body, delivery_id[:200]], prepare=True)
+
+
+def count(name: str) -> None:
+    """Platform-wide counter of deliveries that stored nothing (admin: webhook counters)."""
+    if not WebhookCounter.objects.filter(name=name).update(count=F("count") + 1):
+        WebhookCounter.objects.get_or_create(name=name, defaults={"count": 1})
+
+
+def unknown_binding(provider: str, what: str) -> None:
+    logger.warning("%s webhook: no active channel binding for %s; nothing stored", provider, what)
+    count(f"{provider}.unknown_binding")
+
+
+@dataclass
+class Delivery:
+    id: int
+    provider: str
+    binding_id: int | None
+    body: str
+    delivery_id: str
+    received_at: datetime
+    attempts: int
+
+
+# --- processing ----------------------------------------------------------------------------
+
+def process_pending(limit: int | None = None) -> int:
+    """Claim and process one batch of due deliveries; returns how many were claimed."""
+    limit = limit or settings.INBOX_BATCH
+    try:
+        with transaction.atomic():
+            batch = _claim(limit)
+            for delivery in batch:
+                process(delivery)
+            _delete([delivery.id for delivery in batch])
+        return len(batch)
+    except Exception:
+        logger.warning("Webhook inbox: a batch raised; processing its deliveries one at a time", exc_info=True)
+    return _one_at_a_time(limit)
+
+
+def drain(limit: int | None = None) -> int:
+    """Process every due delivery (tests, and the management command); returns how many."""
+    total = 0
+    while taken := process_pending(limit):
+        total += taken
+    return total
+
+
+def _claim(limit: int) -> list[Delivery]:
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, [limit])
+        return [Delivery(*row) for row in cursor.fetchall()]
+
+
+def _delete(ids: list[int]) -> None:
+    if ids:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {_TABLE} WHERE id = ANY(%s)", [ids])
+
+
+def _one_at_a_time(limit: int) -> int:
+    with transaction.atomic():
+        ids = [delivery.id for delivery in _claim(limit)]
+    for delivery_id in ids:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(CLAIM_SQL.replace("WHERE ", "WHERE id = %s AND "), [delivery_id, 1])
+                row = cursor.fetchone()
+            if row is None:  # another worker took it meanwhile
+                continue
+            delivery = Delivery(*row)
+            try:
+                with transaction.atomic():
+                    process(delivery)
+            except Exception as exc:
+                _failed(delivery, exc)
+            else:
+                _delete([delivery.id])
+    return len(ids)
+
+
+def _failed(delivery: Delivery, exc: Exception) -> None:
+    attempts = delivery.attempts + 1
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    if attempts >= settings.INBOX_MAX_ATTEMPTS:
+        logger.error("Webhook inbox: delivery %s failed %d times, kept for the admin: %s", delivery.id, attempts, error,
+                     exc_info=exc)
+        retry_at = None
+    else:
+        delay = min(2 ** attempts, 300) * random.uniform(0.8, 1.2)
+        logger.warning("Webhook inbox: delivery %s failed (attempt %d), tried again in %.0fs: %s", delivery.id,
+                       attempts, delay, error, exc_info=exc)
+        retry_at = timezone.now() + timedelta(seconds=delay)
+    InboundDelivery.objects.filter(pk=delivery.id).update(attempts=attempts, last_error=error,
+                                                          next_attempt_at=retry_at)
+
+
+def process_again(ids) -> int:
+    """Admin action: deliveries that gave up are due again now, with a fresh count of attempts."""
+    return InboundDelivery.objects.filter(pk__in=list(ids)).update(next_attempt_at=timezone.now(), attempts=0)
+
+
+def process(delivery: Delivery) -> dict:
+    """Parse, route and store one delivery; counts of what was stored, for logs and tests."""
+    payload = json.loads(delivery.body)
+    handler = _HANDLERS[delivery.provider]
+    try:
+        return handler(delivery, payload)
+    except UnexpectedShape as exc:
+        logger.warning("%s webhook: unexpected shape: %s", delivery.provider, exc)
+        count(f"{delivery.provider}.unexpected_shape")
+        return {"ignored": 1}
+
+
+def _meta(delivery: Delivery, payload) -> dict:
+    parsed = meta.parse(payload)
+    by_route: dict[str, list] = {}
+    for event in parsed:
+        by_route.setdefault(event.route_key, []).append(event)
+    totals: dict[str, int] = {}
+    for route_key, route_events in by_route.items():
+        counts = _apply_routed(Provider.META_DIRECT, route_key, route_events, delivery.received_at)
+        for key, value in (counts or {}).items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def _apply_routed(provider: str, route_key: str, events: list, received_at) -> dict | None:
+    # Customer messages may route by the process's cached binding: their one statement re-checks
+    # it in the database (StaleBinding). Statuses and echoes look it up afresh.
+    cacheable = all(isinstance(event, InboundMessage) for event in events)
+    binding = _cached_binding(provider, route_key) if cacheable else _active_binding(provider, route_key)
+    if binding is not None:
+        try:
+            return ingest.apply_events(binding=binding, parsed=events, now=received_at)
+        except StaleBinding:
+            _BINDING_CACHE.pop((provider, route_key), None)
+            binding = _active_binding(provider, route_key)
+            if binding is not None:
+                return ingest.apply_events(binding=binding, parsed=events, now=received_at)
+    unknown_binding(provider, f"Meta account {route_key!r}")
+    return None
+
+
+def _token_binding(delivery: Delivery) -> ChannelBinding | None:
+    binding = ChannelBinding.dangerously_unscoped.filter(pk=delivery.binding_id, is_active=True).first()
+    if binding is None:  # deactivated or deleted between the webhook and now
+        unknown_binding(delivery.provider, f"binding {delivery.binding_id}")
+    return binding
+
+
+def _chatwoot(delivery: Delivery, payload) -> dict:
+    binding = _token_binding(delivery)
+    if binding is None:
+        return {}
+    parsed = chatwoot.parse(payload, default_channel=binding.channel_source)
+    if parsed and ingest.seen_event(tenant_id=binding.tenant_id, provider=delivery.provider,
+                                    event_id=delivery.delivery_id):
+        return {"duplicates": 1}
+    wrong = [e for e in parsed if e.route_key and e.route_key != binding.external_id]
+    if wrong:
+        unknown_binding(delivery.provider,
+                        f"Chatwoot account {wrong[0].route_key!r} on token of account {binding.external_id!r}")
+        return {}
+    return ingest.apply_events(binding=binding, parsed=parsed, now=delivery.received_at)
+
+
+def _ycloud(delivery: Delivery, payload) -> dict:
+    binding = _token_binding(delivery)
+    if binding is None:
+        return {}
+    event_id, parsed = ycloud.parse(payload)
+    if ingest.seen_event(tenant_id=binding.tenant_id, provider=delivery.provider, event_id=event_id):
+        return {"duplicates": 1}
+    return ingest.apply_events(binding=_binding_for_number(binding, parsed), parsed=parsed, now=delivery.received_at)
+
+
+def _binding_for_number(binding: ChannelBinding, parsed) -> ChannelBinding:
+    """One YCloud account may serve several numbers: prefer the tenant's binding for `to`."""
+    numbers = {e.route_key for e in parsed if e.route_key and e.route_key != binding.external_id.lstrip("+")}
+    if not numbers:
+        return binding
+    number = numbers.pop()
+    return (
+        ChannelBinding.objects.for_tenant(binding.tenant_id)
+        .filter(provider=Provider.YCLOUD, external_id__in=[number, "+" + number], is_active=True).first()
+        or binding
+    )
+
+
+_HANDLERS = {Provider.META_DIRECT: _meta, Provider.CHATWOOT: _chatwoot, Provider.YCLOUD: _ycloud}
+
+_BINDING_FIELDS = ("id", "tenant_id", "agent_id", "channel_source", "external_id")
+
+
+def _active_binding(provider: str, external_id: str) -> ChannelBinding | None:
+    """The active binding for a provider account, in one indexed query (across tenants: the
+    account id is what routes a delivery to its tenant)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(_BINDING_FIELDS)} FROM {ChannelBinding._meta.db_table} "
+            "WHERE provider = %s AND external_id = %s AND is_active LIMIT 1",
+            [provider, external_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return ChannelBinding(provider=provider, is_active=True, **dict(zip(_BINDING_FIELDS, row)))
+
+
+# (provider, account id) -> binding; never trusted on its own (messaging.upserts.record_inbound_rows
+# re-checks it in the same statement). Bounded: cleared when it grows past the limit.
+_BINDING_CACHE: dict[tuple[str, str], ChannelBinding] = {}
+BINDING_CACHE_MAX = 10_000
+
+
+def _cached_binding(provider: str, external_id: str) -> ChannelBinding | None:
+    binding = _BINDING_CACHE.get((provider, external_id))
+    if binding is None:
+        binding = _active_binding(provider, external_id)
+        if binding is not None:
+            if len(_BINDING_CACHE) >= BINDING_CACHE_MAX:
+                _BINDING_CACHE.clear()
+            _BINDING_CACHE[(provider, external_id)] = binding
+    return binding
+
+
+# --- the worker's drainer --------------------------------------------------------------------
+
+def _drain_batch() -> int:
+    close_old_connections()  # a connection that broke (a database restart) is replaced
+    return process_pending()
+
+
+class InboxDrainer:
+    """Runs in every worker (run_worker), on its event loop: a batch in a thread whenever there
+    is one, otherwise a look every INBOX_POLL_SECONDS. Never stops for good on an error."""
+
+    def __init__(self, poll: float | None = None):
+        self.poll = poll if poll is not None else settings.INBOX_POLL_SECONDS
+
+    async def run(self) -> None:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="inbox")  # one thread: one connection
+        try:
+            while True:
+                batch = asyncio.wrap_future(pool.submit(_drain_batch))
+                try:
+                    taken = await asyncio.shield(batch)
+                except asyncio.CancelledError:  # stopping: a batch under way commits first
+                    await asyncio.gather(batch, return_exceptions=True)
+                    raise
+                except Exception:
+                    logger.exception("Webhook inbox: draining failed; trying again in 1 s")
+                    await asyncio.sleep(1)  # a background task of the worker, never a request
+                    continue
+                if taken < settings.INBOX_BATCH:
+                    await asyncio.sleep(self.poll)
+        finally:
+            pool.shutdown(wait=False)
