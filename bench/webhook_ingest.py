@@ -101,7 +101,7 @@ class InboxWatch:
         self.url = database_url
         self.conn = psycopg.connect(database_url, autocommit=True)
         self.worker = psutil.Process(worker_pid)
-        self.peak, self._stop = 0, threading.Event()
+        self.peak = 0
 
     def backlog(self) -> int:
         return self.conn.execute("SELECT count(*) FROM messaging_inbounddelivery").fetchone()[0]
@@ -114,16 +114,15 @@ class InboxWatch:
         return sum(t.user + t.system for t in times)
 
     def __enter__(self):
-        self.cpu_start = self._cpu()
+        self.cpu_start, self.peak, self._stop = self._cpu(), 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def _run(self):
-        conn = psycopg.connect(self.url, autocommit=True)
-        while not self._stop.wait(0.25):
-            self.peak = max(self.peak, conn.execute("SELECT count(*) FROM messaging_inbounddelivery").fetchone()[0])
-        conn.close()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.25):
+                self.peak = max(self.peak, conn.execute("SELECT count(*) FROM messaging_inbounddelivery").fetchone()[0])
 
     def __exit__(self, *exc):
         self._stop.set()

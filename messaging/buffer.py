@@ -39,7 +39,7 @@ def buffer_lock(conversation_id: int) -> str:
 def ensure_buffer_job(conversation: ChatConversation, due_at) -> bool:
     """Make sure one buffer job waits for the conversation (look first: deferring into a taken
     queueing lock costs a unique violation and a savepoint rollback, see STACK.md). The webhook's
-    own one-statement write does the same in SQL (messaging.upserts.record_inbound_rows)."""
+    inbox's batch write does the same in SQL (messaging.upserts.record_inbound_batch)."""
     from messaging.tasks import answer_conversation
 
     lock = buffer_lock(conversation.pk)

@@ -88,15 +88,21 @@ class Delivery:
 def process_pending(limit: int | None = None) -> int:
     """Claim and process one batch of due deliveries; returns how many were claimed."""
     limit = limit or settings.INBOX_BATCH
-    try:
-        with transaction.atomic():
-            batch = _claim(limit)
-            for delivery in batch:
-                process(delivery)
-            _delete([delivery.id for delivery in batch])
-        return len(batch)
-    except Exception:
-        logger.warning("Webhook inbox: a batch raised; processing its deliveries one at a time", exc_info=True)
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                batch = _claim(limit)
+                inbound: list = []
+                for delivery in batch:
+                    process(delivery, inbound)
+                _store_inbound(inbound)
+                _delete([delivery.id for delivery in batch])
+            return len(batch)
+        except StaleBinding:
+            continue  # rolled back; the stale routes left the cache: the same batch again, in order
+        except Exception:
+            logger.warning("Webhook inbox: a batch raised; processing its deliveries one at a time", exc_info=True)
+            break
     return _one_at_a_time(limit)
 
 
@@ -132,13 +138,25 @@ def _one_at_a_time(limit: int) -> int:
                 continue
             delivery = Delivery(*row)
             try:
-                with transaction.atomic():
-                    process(delivery)
+                _process_alone(delivery)
             except Exception as exc:
                 _failed(delivery, exc)
             else:
                 _delete([delivery.id])
     return len(ids)
+
+
+def _process_alone(delivery: Delivery) -> None:
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                inbound: list = []
+                process(delivery, inbound)
+                _store_inbound(inbound)
+            return
+        except StaleBinding:
+            if attempt == 2:
+                raise
 
 
 def _failed(delivery: Delivery, exc: Exception) -> None:
@@ -162,46 +180,61 @@ def process_again(ids) -> int:
     return InboundDelivery.objects.filter(pk__in=list(ids)).update(next_attempt_at=timezone.now(), attempts=0)
 
 
-def process(delivery: Delivery) -> dict:
-    """Parse, route and store one delivery; counts of what was stored, for logs and tests."""
+def process(delivery: Delivery, inbound: list) -> dict:
+    """Parse, route and store one delivery, except its customer messages routed by a cached
+    binding: those are added to `inbound` as (route, binding, event, received at), for the batch's
+    one write (_store_inbound). Returns counts of what was stored now, for logs."""
     payload = json.loads(delivery.body)
     handler = _HANDLERS[delivery.provider]
     try:
-        return handler(delivery, payload)
+        return handler(delivery, payload, inbound)
     except UnexpectedShape as exc:
         logger.warning("%s webhook: unexpected shape: %s", delivery.provider, exc)
         count(f"{delivery.provider}.unexpected_shape")
         return {"ignored": 1}
 
 
-def _meta(delivery: Delivery, payload) -> dict:
+def _meta(delivery: Delivery, payload, inbound: list) -> dict:
     parsed = meta.parse(payload)
     by_route: dict[str, list] = {}
     for event in parsed:
         by_route.setdefault(event.route_key, []).append(event)
     totals: dict[str, int] = {}
+    provider = Provider.META_DIRECT
     for route_key, route_events in by_route.items():
-        counts = _apply_routed(Provider.META_DIRECT, route_key, route_events, delivery.received_at)
-        for key, value in (counts or {}).items():
-            totals[key] = totals.get(key, 0) + value
+        # Customer messages route by the process's cached binding: the batch's write re-checks
+        # it in the database (a stale one writes nothing and is routed again). Statuses and
+        # echoes look it up afresh and are stored at once.
+        if all(isinstance(event, InboundMessage) for event in route_events):
+            binding = _cached_binding(provider, route_key)
+            if binding is not None:
+                inbound += [(route_key, binding, event, delivery.received_at) for event in route_events]
+                continue
+        else:
+            binding = _active_binding(provider, route_key)
+            if binding is not None:
+                for key, value in ingest.apply_events(binding=binding, parsed=route_events,
+                                                      now=delivery.received_at).items():
+                    totals[key] = totals.get(key, 0) + value
+                continue
+        unknown_binding(provider, f"Meta account {route_key!r}")
     return totals
 
 
-def _apply_routed(provider: str, route_key: str, events: list, received_at) -> dict | None:
-    # Customer messages may route by the process's cached binding: their one statement re-checks
-    # it in the database (StaleBinding). Statuses and echoes look it up afresh.
-    cacheable = all(isinstance(event, InboundMessage) for event in events)
-    binding = _cached_binding(provider, route_key) if cacheable else _active_binding(provider, route_key)
-    if binding is not None:
-        try:
-            return ingest.apply_events(binding=binding, parsed=events, now=received_at)
-        except StaleBinding:
-            _BINDING_CACHE.pop((provider, route_key), None)
-            binding = _active_binding(provider, route_key)
-            if binding is not None:
-                return ingest.apply_events(binding=binding, parsed=events, now=received_at)
-    unknown_binding(provider, f"Meta account {route_key!r}")
-    return None
+def _store_inbound(inbound: list) -> int:
+    """The batch's customer messages in one write. If a cached binding went stale (deactivated,
+    moved, re-pointed), nothing of it was written: its route leaves the cache and StaleBinding is
+    raised, so the caller runs the batch again (in order) with fresh lookups."""
+    if not inbound:
+        return 0
+    stored, stale = ingest.record_inbound_many([(binding, event, at) for _, binding, event, at in inbound])
+    if stale:
+        stale_events = {id(event) for _, event, _ in stale}
+        routes = {route for route, _, event, _ in inbound if id(event) in stale_events}
+        for route in routes:
+            _BINDING_CACHE.pop((Provider.META_DIRECT, route), None)
+        raise StaleBinding(f"cached binding(s) changed for {sorted(routes)}")
+    return stored
 
 
 def _token_binding(delivery: Delivery) -> ChannelBinding | None:
@@ -211,7 +244,7 @@ def _token_binding(delivery: Delivery) -> ChannelBinding | None:
     return binding
 
 
-def _chatwoot(delivery: Delivery, payload) -> dict:
+def _chatwoot(delivery: Delivery, payload, inbound: list) -> dict:
     binding = _token_binding(delivery)
     if binding is None:
         return {}
@@ -227,7 +260,7 @@ def _chatwoot(delivery: Delivery, payload) -> dict:
     return ingest.apply_events(binding=binding, parsed=parsed, now=delivery.received_at)
 
 
-def _ycloud(delivery: Delivery, payload) -> dict:
+def _ycloud(delivery: Delivery, payload, inbound: list) -> dict:
     binding = _token_binding(delivery)
     if binding is None:
         return {}
@@ -270,7 +303,7 @@ def _active_binding(provider: str, external_id: str) -> ChannelBinding | None:
     return ChannelBinding(provider=provider, is_active=True, **dict(zip(_BINDING_FIELDS, row)))
 
 
-# (provider, account id) -> binding; never trusted on its own (messaging.upserts.record_inbound_rows
+# (provider, account id) -> binding; never trusted on its own (messaging.upserts.record_inbound_batch
 # re-checks it in the same statement). Bounded: cleared when it grows past the limit.
 _BINDING_CACHE: dict[tuple[str, str], ChannelBinding] = {}
 BINDING_CACHE_MAX = 10_000

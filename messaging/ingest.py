@@ -25,7 +25,7 @@ from messaging.models import (
     Role,
     WebhookEvent,
 )
-from messaging.upserts import insert_message_once, record_inbound_rows, upsert_conversation_row
+from messaging.upserts import StaleBinding, insert_message_once, record_inbound_batch, upsert_conversation_row
 from messaging.webhooks.normalized import HumanReply, InboundMessage, ReadUpTo, StatusUpdate
 from tenants.scoping import tenant_scope
 
@@ -76,32 +76,60 @@ def upsert_conversation(*, binding: ChannelBinding, channel_source: str, contact
     ))
 
 
-def record_inbound(*, binding: ChannelBinding, event: InboundMessage, now=None, buffer_seconds=None):
-    """Store one inbound message (None if it is a duplicate) and arm the buffer for it.
+def record_inbound(*, binding: ChannelBinding, event: InboundMessage, now=None, buffer_seconds=None) -> bool:
+    """Store one inbound message and arm the buffer for it; False for a duplicate delivery.
+    StaleBinding if the binding changed since the caller looked it up (nothing written)."""
+    stored, stale = record_inbound_many([(binding, event, now or timezone.now())], buffer_seconds=buffer_seconds)
+    if stale:
+        raise StaleBinding(f"binding {binding.pk} changed")
+    return bool(stored)
 
-    One statement, one round trip (messaging.upserts.record_inbound_rows): the conversation
-    upsert, which locks its row so a buffer job decides after us; the message insert ON CONFLICT
-    DO NOTHING; the buffer job, deferred only for the first message of a burst; the live events.
-    """
+
+def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object]], *, buffer_seconds=None):
+    """Store many inbound messages (binding, event, received at) in one statement per round
+    (messaging.upserts.record_inbound_batch), what record_inbound does for one. A conversation
+    reached through two bindings in one batch takes a second round.
+
+    Returns (messages stored, the items whose binding no longer vouches: route them again)."""
     from messaging.tasks import answer_conversation
 
-    now = now or timezone.now()
-    # A replayed old delivery must not reopen the 24 h window: the provider's time counts.
-    inbound_at = min(event.sent_at, now) if event.sent_at else now
-    due = buffer.due_time(now, buffer_seconds) if event.triggers_turn else None
-    with tenant_scope(binding.tenant_id):
-        conversation = _conversation_row(
-            binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,
-            contact_name=event.contact_name, chatwoot_id=event.external_chatwoot_id,
-            account_id=event.external_account_id, inbound_at=inbound_at, buffer_due_at=due,
+    stored, stale, pending = 0, [], items
+    while pending:
+        rows: dict[tuple, list] = {}  # conversation key -> [conversation, binding, messages, items]
+        later = []
+        for item in pending:
+            binding, event, now = item
+            key = (binding.tenant_id, binding.provider, event.channel_source, event.contact_id)
+            row = rows.get(key)
+            if row is not None and row[1].pk != binding.pk:
+                later.append(item)
+                continue
+            inbound_at = min(event.sent_at, now) if event.sent_at else now
+            due = buffer.due_time(now, buffer_seconds) if event.triggers_turn else None
+            if row is None:
+                conversation = _conversation_row(binding=binding, channel_source=event.channel_source,
+                                                 contact_id=event.contact_id, inbound_at=inbound_at)
+                row = rows[key] = [conversation, binding, [], []]
+            conversation = row[0]
+            conversation.contact_name = event.contact_name or conversation.contact_name
+            conversation.external_chatwoot_id = event.external_chatwoot_id or conversation.external_chatwoot_id
+            conversation.external_account_id = event.external_account_id or conversation.external_account_id
+            conversation.last_inbound_at = conversation.last_message_at = max(inbound_at, conversation.last_inbound_at)
+            if due is not None:
+                conversation.buffer_due_at = max(due, conversation.buffer_due_at or due)
+            row[2].append(_inbound_row(conversation, binding.provider, event, now))
+            row[3].append(item)
+        batch = list(rows.values())
+        vouched, inserted = record_inbound_batch(
+            [(conversation, binding, messages) for conversation, binding, messages, _ in batch],
+            job_queue=answer_conversation.queue, job_task=answer_conversation.name,
+            lock_prefix=buffer.BUFFER_LOCK_PREFIX,
+            notify_sql=events.inbound_notify_sql("msg.tenant_id", "msg.conversation_id", "msg.id"),
         )
-        message = _inbound_row(conversation, binding.provider, event, now)
-        _, _, message_id = record_inbound_rows(
-            conversation, message, job_queue=answer_conversation.queue, job_task=answer_conversation.name,
-            lock_prefix=buffer.BUFFER_LOCK_PREFIX, want_job=event.triggers_turn,
-            notify_sql=events.inbound_notify_sql("conv.tenant_id", "conv.id", "m.id"), binding=binding,
-        )
-    return message if message_id is not None else None
+        stored += inserted
+        stale += [item for index, row in enumerate(batch) if index not in vouched for item in row[3]]
+        pending = later
+    return stored, stale
 
 
 def _inbound_row(conversation, provider, event: InboundMessage, now) -> ChatMessage:

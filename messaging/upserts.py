@@ -100,92 +100,9 @@ def defer_job_sql(*, lock: str, queueing_lock: str, args: str, at: str) -> str:
     )
 
 
-_INBOUND_SQL: dict[tuple, str] = {}
-
-
 class StaleBinding(Exception):
     """The channel binding the caller routed by is no longer what the database holds (deactivated,
-    deleted, moved, re-pointed): nothing was written; look it up again."""
-
-
-def record_inbound_rows(conversation: ChatConversation, message: ChatMessage, *, job_queue: str, job_task: str,
-                        lock_prefix: str, want_job: bool, notify_sql: str, binding):
-    """The webhook's whole write in one statement, its own transaction (one round trip):
-
-    - upsert the conversation (its row stays locked until commit, so a buffer job decides after us);
-    - insert the message unless its provider id is known (the de-duplication);
-    - for a new message that wants a turn, defer the buffer job through procrastinate's own SQL
-      function, unless one already waits for the conversation (look first: STACK.md);
-    - publish the live events (NOTIFY: delivered on commit, like everything else here);
-    - vouch for the binding: the conversation's tenant comes from the binding row itself, as the
-      caller saw it (active, same tenant, account and agent), so a webhook routed by a binding
-      cached in the process (messaging.webhooks.views) can never write with a stale one: the
-      tenant is then NULL, the statement fails whole, and StaleBinding is raised.
-
-    Returns (conversation_id, buffer_due_at, message_id or None for a duplicate). Two webhooks of
-    one conversation racing for the job's queueing lock: the loser's statement fails whole (nothing
-    written) and is run again, and then sees the winner's job.
-    """
-    conversation._assign_tenant_from_scope()
-    message._assign_tenant_from_scope()
-    conversation_columns, conversation_params = _values(conversation)
-    message.conversation_id = 0  # replaced by the upserted conversation's id in SQL
-    message_columns, message_params = _values(message)
-    link = message_columns.index(connection.ops.quote_name("conversation_id"))
-    del message_params[link]
-    tenant_at = conversation_columns.index(connection.ops.quote_name("tenant_id"))
-    conversation_params[tenant_at:tenant_at + 1] = [binding.pk, binding.tenant_id, binding.provider,
-                                                    binding.external_id, binding.agent_id]
-    key = (tuple(conversation_columns), tuple(message_columns), notify_sql)
-    sql = _INBOUND_SQL.get(key)
-    if sql is None:
-        placeholders = ["%s"] * len(message_columns)
-        placeholders[link] = "(SELECT id FROM conv)"
-        conversation_placeholders = ["%s"] * len(conversation_columns)
-        conversation_placeholders[tenant_at] = (
-            f"(SELECT b.tenant_id FROM {ChannelBinding._meta.db_table} b WHERE b.id = %s AND b.tenant_id = %s "
-            "AND b.provider = %s AND b.external_id = %s AND b.is_active AND b.agent_id IS NOT DISTINCT FROM %s)"
-        )
-        sql = _INBOUND_SQL[key] = (
-            f"WITH conv AS (INSERT INTO {ChatConversation._meta.db_table} AS t ({', '.join(conversation_columns)}) "
-            f"VALUES ({', '.join(conversation_placeholders)}) "
-            f"ON CONFLICT (tenant_id, provider, channel_source, contact_external_id) DO UPDATE SET {_CONVERSATION_UPDATE} "
-            "RETURNING t.id, t.tenant_id, t.buffer_due_at), "
-            f"msg AS (INSERT INTO {ChatMessage._meta.db_table} ({', '.join(message_columns)}) "
-            f"VALUES ({', '.join(placeholders)}) "
-            "ON CONFLICT (tenant_id, provider, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING "
-            "RETURNING id) "
-            "SELECT conv.id, conv.buffer_due_at, m.id, "
-            "CASE WHEN m.id IS NOT NULL AND %s::boolean AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j "
-            "  WHERE j.queueing_lock = %s::text || conv.id AND j.status = 'todo') "
-            "THEN " + defer_job_sql(
-                lock="%s::text || conv.id", queueing_lock="%s::text || conv.id",
-                args="jsonb_build_object('tenant_id', conv.tenant_id, 'conversation_id', conv.id)",
-                at="conv.buffer_due_at") + " END, "
-            f"CASE WHEN m.id IS NOT NULL THEN {notify_sql} END "
-            "FROM conv LEFT JOIN msg m ON true"
-        )
-    params = [*conversation_params, *message_params, want_job, lock_prefix, job_queue, job_task, lock_prefix,
-              lock_prefix]
-    for attempt in range(3):
-        try:
-            row = _execute_prepared(sql, params)
-            break
-        except IntegrityError as exc:
-            diag = getattr(exc.__cause__, "diag", None)
-            if (isinstance(exc.__cause__, psycopg.errors.NotNullViolation) and diag is not None
-                    and diag.table_name == ChatConversation._meta.db_table and diag.column_name == "tenant_id"):
-                raise StaleBinding(f"binding {binding.pk} changed") from None
-            if attempt == 2 or "queueing_lock" not in str(exc):
-                raise
-    conversation_id, due_at, message_id = row[:3]
-    conversation.pk, message.conversation_id = conversation_id, conversation_id
-    conversation.buffer_due_at = due_at
-    conversation._state.adding = False
-    if message_id is not None:
-        message.pk = message_id
-        message._state.adding = False
-    return conversation_id, due_at, message_id
+    deleted, moved, re-pointed): nothing was written for it; look it up again."""
 
 
 def _execute_prepared(sql: str, params: list):
@@ -202,3 +119,113 @@ def _fetch_prepared(sql: str, params: list):
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()
+
+
+def _array_casts(model, columns: list[str]) -> list[str]:
+    """`%s::<type>[]` per column, for passing one array per column to unnest()."""
+    types = {connection.ops.quote_name(f.column): f.db_type(connection) for f in model._meta.concrete_fields}
+    return [f"%s::{types[column]}[]" for column in columns]
+
+
+_BATCH_SQL: dict[tuple, str] = {}
+
+
+def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list[ChatMessage]]], *, job_queue: str,
+                         job_task: str, lock_prefix: str, notify_sql: str) -> tuple[set[int], int]:
+    """Many inbound messages of many conversations in one statement (the webhook inbox's batches):
+    The webhook inbox's whole write, set-wise. Each conversation key appears once in `rows` (with its
+    newest values) and its binding vouches for it the same way: a row whose binding is no longer
+    what the database holds writes nothing (its index is missing from the returned set; the caller
+    routes it again). Messages insert ON CONFLICT DO NOTHING (the de-duplication, also within the
+    batch); a customer message that was new defers its conversation's buffer job unless one waits;
+    every new message publishes its live events. Rows are written in conversation-key order, so
+    two batches lock conversations in the same order.
+
+    Returns (indexes of the rows whose binding vouched, messages inserted)."""
+    conversation_columns = message_columns = None
+    conversation_arrays: list[list] = []
+    message_arrays: list[list] = []
+    vouch: list[list] = [[], [], [], [], [], []]  # row index, binding id, tenant, provider, account, agent
+    message_rows: list[int] = []
+    for index, (conversation, binding, messages) in enumerate(rows):
+        conversation.tenant_id = binding.tenant_id
+        columns, params = _values(conversation)
+        if conversation_columns is None:
+            conversation_columns, conversation_arrays = columns, [[] for _ in columns]
+        for array, value in zip(conversation_arrays, params):
+            array.append(value)
+        for column, value in zip(vouch, (index, binding.pk, binding.tenant_id, binding.provider, binding.external_id,
+                                         binding.agent_id)):
+            column.append(value)
+        for message in messages:
+            message.tenant_id, message.conversation_id = binding.tenant_id, 0
+            columns, params = _values(message)
+            if message_columns is None:
+                message_columns, message_arrays = columns, [[] for _ in columns]
+            for array, value in zip(message_arrays, params):
+                array.append(value)
+            message_rows.append(index)
+    quote = connection.ops.quote_name
+    skip_conversation = {quote("tenant_id")}
+    skip_message = {quote("tenant_id"), quote("conversation_id")}
+    conversation_keep = [i for i, c in enumerate(conversation_columns) if c not in skip_conversation]
+    message_keep = [i for i, c in enumerate(message_columns) if c not in skip_message]
+    key = (tuple(conversation_columns), tuple(message_columns), notify_sql)
+    sql = _BATCH_SQL.get(key)
+    if sql is None:
+        c_cols = [conversation_columns[i] for i in conversation_keep]
+        m_cols = [message_columns[i] for i in message_keep]
+        c_casts = _array_casts(ChatConversation, c_cols)
+        m_casts = _array_casts(ChatMessage, m_cols)
+        c_names = [f"c_{i}" for i in range(len(c_cols))]
+        m_names = [f"m_{i}" for i in range(len(m_cols))]
+        contact_key = ("provider", "channel_source", "contact_external_id")
+        c_at = {quote(name): f"c_in.c_{c_cols.index(quote(name))}" for name in contact_key}
+        lock = "%s::text || conv.id"
+        sql = _BATCH_SQL[key] = (
+            "WITH c_in AS (SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[], "
+            f"%s::bigint[], {', '.join(c_casts)}) AS r(k, b_id, b_tenant, b_provider, b_account, b_agent, "
+            f"{', '.join(c_names)})), "
+            f"c_ok AS (SELECT c_in.*, b.tenant_id AS tenant FROM c_in JOIN {ChannelBinding._meta.db_table} b "
+            "ON b.id = c_in.b_id AND b.tenant_id = c_in.b_tenant AND b.provider = c_in.b_provider "
+            "AND b.external_id = c_in.b_account AND b.is_active AND b.agent_id IS NOT DISTINCT FROM c_in.b_agent), "
+            f"conv AS (INSERT INTO {ChatConversation._meta.db_table} AS t (tenant_id, {', '.join(c_cols)}) "
+            f"SELECT tenant, {', '.join(c_names)} FROM c_ok AS c_in "
+            f"ORDER BY tenant, {c_at[quote('provider')]}, {c_at[quote('channel_source')]}, "
+            f"{c_at[quote('contact_external_id')]} "
+            f"ON CONFLICT (tenant_id, provider, channel_source, contact_external_id) DO UPDATE SET {_CONVERSATION_UPDATE} "
+            "RETURNING t.id, t.tenant_id, t.provider, t.channel_source, t.contact_external_id, t.buffer_due_at), "
+            "keyed AS (SELECT c_in.k, conv.id, conv.tenant_id, conv.buffer_due_at FROM c_ok AS c_in JOIN conv "
+            f"ON conv.tenant_id = c_in.tenant AND conv.provider = {c_at[quote('provider')]} "
+            f"AND conv.channel_source = {c_at[quote('channel_source')]} "
+            f"AND conv.contact_external_id = {c_at[quote('contact_external_id')]}), "
+            f"m_in AS (SELECT * FROM unnest(%s::int[], {', '.join(m_casts)}) WITH ORDINALITY "
+            f"AS r(k, {', '.join(m_names)}, ord)), "
+            f"msg AS (INSERT INTO {ChatMessage._meta.db_table} (tenant_id, conversation_id, {', '.join(m_cols)}) "
+            f"SELECT keyed.tenant_id, keyed.id, {', '.join(m_names)} FROM m_in JOIN keyed ON keyed.k = m_in.k "
+            "ORDER BY m_in.ord "
+            "ON CONFLICT (tenant_id, provider, provider_message_id) WHERE provider_message_id IS NOT NULL DO NOTHING "
+            "RETURNING id, tenant_id, conversation_id, role), "
+            "turns AS (SELECT DISTINCT conversation_id FROM msg WHERE role = %s), "
+            # CASE: the job is deferred only when none waits (a WHERE clause has no evaluation order).
+            "jobs AS (SELECT count(CASE WHEN NOT EXISTS (SELECT 1 FROM procrastinate_jobs j "
+            f"  WHERE j.queueing_lock = {lock} AND j.status = 'todo') THEN "
+            + defer_job_sql(lock=lock, queueing_lock=lock,
+                            args="jsonb_build_object('tenant_id', conv.tenant_id, 'conversation_id', conv.id)",
+                            at="conv.buffer_due_at") + " END) AS n "
+            "FROM keyed AS conv WHERE conv.id IN (SELECT conversation_id FROM turns)), "
+            f"notes AS (SELECT count({notify_sql}) AS n FROM msg) "
+            "SELECT (SELECT array_agg(k) FROM c_ok), (SELECT count(*) FROM msg), (SELECT n FROM jobs), "
+            "(SELECT n FROM notes)"
+        )
+    params = [*vouch, *(conversation_arrays[i] for i in conversation_keep), message_rows,
+              *(message_arrays[i] for i in message_keep), "customer", lock_prefix, job_queue, job_task,
+              lock_prefix, lock_prefix]
+    for attempt in range(3):
+        try:
+            vouched, inserted = _execute_prepared(sql, params)[:2]
+            break
+        except IntegrityError as exc:  # two workers deferring one conversation's job: run again
+            if attempt == 2 or "queueing_lock" not in str(exc):
+                raise
+    return set(vouched or ()), inserted

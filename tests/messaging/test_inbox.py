@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from messaging import inbox, ingest
+from messaging.webhooks import meta
 from messaging.models import ChatConversation, ChatMessage, InboundDelivery
 from messaging.signatures import sign_meta
 from tests.messaging.helpers import APP_SECRET, post_meta, whatsapp_text
@@ -61,14 +62,15 @@ def test_the_buffer_counts_from_when_the_webhook_received_the_message(anon, wa_b
 def test_one_failing_delivery_does_not_hold_back_the_others(anon, wa_binding, monkeypatch, caplog):
     for text in ("uno", "boom", "tres"):
         _post_raw(anon, whatsapp_text(wa_binding.external_id, "5491100000001", text))
-    real = ingest.apply_events
+    real = meta.parse
 
-    def flaky(*, parsed, **kwargs):
-        if any(getattr(event, "text", "") == "boom" for event in parsed):
+    def flaky(payload):
+        events = real(payload)
+        if any(getattr(event, "text", "") == "boom" for event in events):
             raise RuntimeError("storage exploded")
-        return real(parsed=parsed, **kwargs)
+        return events
 
-    monkeypatch.setattr(ingest, "apply_events", flaky)
+    monkeypatch.setattr(meta, "parse", flaky)
     assert inbox.process_pending() == 3
     assert sorted(ChatMessage.dangerously_unscoped.values_list("text", flat=True)) == ["tres", "uno"]
     stuck = InboundDelivery.objects.get()
@@ -77,7 +79,7 @@ def test_one_failing_delivery_does_not_hold_back_the_others(anon, wa_binding, mo
     assert inbox.drain() == 0
 
     # Due again and fixed: stored once, nothing doubled.
-    monkeypatch.setattr(ingest, "apply_events", real)
+    monkeypatch.setattr(meta, "parse", real)
     InboundDelivery.objects.update(next_attempt_at=timezone.now())
     assert inbox.drain() == 1
     assert sorted(ChatMessage.dangerously_unscoped.values_list("text", flat=True)) == ["boom", "tres", "uno"]
@@ -88,10 +90,10 @@ def test_a_delivery_that_keeps_failing_is_kept_with_its_error_until_processed_ag
     settings.INBOX_MAX_ATTEMPTS = 2
     _post_raw(anon, whatsapp_text(wa_binding.external_id, "5491100000001", "hola"))
 
-    def broken(**kwargs):
+    def broken(*args, **kwargs):
         raise ValueError("bad luck")
 
-    monkeypatch.setattr(ingest, "apply_events", broken)
+    monkeypatch.setattr(ingest, "record_inbound_many", broken)
     for _ in range(2):
         InboundDelivery.objects.filter(next_attempt_at__isnull=False).update(next_attempt_at=timezone.now())
         inbox.drain()
@@ -131,3 +133,30 @@ def test_only_platform_admins_see_the_inbox_in_the_admin(client, platform_admin,
     assert response.status_code == 200
     delivery.refresh_from_db()
     assert delivery.next_attempt_at is not None and delivery.attempts == 0
+
+
+def test_a_batch_arms_one_buffer_job_per_conversation(anon, wa_binding):
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    for n in range(3):
+        _post_raw(anon, whatsapp_text(wa_binding.external_id, "5491100000001", f"a{n}"))
+        _post_raw(anon, whatsapp_text(wa_binding.external_id, "5491100000002", f"b{n}"))
+    assert inbox.drain() == 6
+    jobs = ProcrastinateJob.objects.filter(queueing_lock__startswith="buffer:", status="todo")
+    conversations = ChatConversation.dangerously_unscoped.all()
+    assert sorted(job.args["conversation_id"] for job in jobs) == sorted(c.pk for c in conversations)
+    _post_raw(anon, whatsapp_text(wa_binding.external_id, "5491100000001", "a3"))  # a job already waits
+    inbox.drain()
+    assert jobs.count() == 2
+
+
+def test_one_contact_on_two_numbers_of_a_tenant_in_one_batch(anon, wa_binding, tenant_a):
+    from tests.messaging import factories
+
+    second = factories.binding(tenant_a, provider="meta_direct", channel_source="whatsapp", external_id="99887766")
+    _post_raw(anon, whatsapp_text(wa_binding.external_id, "5491100000001", "al primero"))
+    _post_raw(anon, whatsapp_text(second.external_id, "5491100000001", "al segundo"))
+    assert inbox.drain() == 2
+    conversation = ChatConversation.dangerously_unscoped.get()  # one conversation per contact and channel
+    assert sorted(conversation.messages.values_list("text", flat=True)) == ["al primero", "al segundo"]
+    assert conversation.binding_id == second.pk  # the latest binding the contact wrote to
