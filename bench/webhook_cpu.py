@@ -1,8 +1,8 @@
 """Where a webhook's CPU goes: Python (Django's WSGI handler called in-process, one thread, no
 HTTP server) and the PostgreSQL backend (its CPU read from /proc), per request, for the Meta
-webhook and the floor (HMAC + one INSERT); then the webhook's one statement taken apart and run
-on its own (conversation upsert, message insert, without the buffer-job check, without NOTIFY).
-Each part is a server-side prepared statement in autocommit, like the webhook's.
+webhook (signature, JSON check, the raw delivery into the inbox) and the floor (HMAC + one
+INSERT); then the worker's side, per delivery: the inbox drained in-process in batches of 1, 20
+and 200 (parse, route, the batch's one write: conversations, messages, buffer jobs, live events).
 
 Usage: .venv/bin/python bench/webhook_cpu.py [requests]   (Linux: reads /proc/<pid>/stat)
 Writes bench/results/webhook_cpu.json.
@@ -13,10 +13,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from msg_common import ROOT, reset_scratch_database
@@ -32,8 +30,6 @@ def main() -> int:
     wi._seed(database_url)
     from django.core.handlers.wsgi import WSGIHandler
     from django.db import connection
-
-    import messaging.upserts as upserts
 
     app = WSGIHandler()
 
@@ -77,62 +73,31 @@ def main() -> int:
     for name, figures in results["through_django"].items():
         print(f"{name:28} {figures}", flush=True)
 
-    # The webhook's statement as it was last run, then its parts on their own.
-    captured = {}
-    original = upserts._execute_prepared
+    # The worker's side: the deliveries the webhook stored, drained in batches of several sizes.
+    from messaging import inbox
 
-    def capture(sql, params):
-        captured.update(sql=sql, params=list(params))
-        return original(sql, params)
-
-    upserts._execute_prepared = capture
-    list(app(environ(wi.webhook_request()), lambda status, headers: None))
-    upserts._execute_prepared = original
-    sql, params = captured["sql"], captured["params"]
-    message_id_at = next(i for i, p in enumerate(params) if isinstance(p, str) and p.startswith("wamid."))
-    conv_end, msg_start = sql.index("), msg AS ("), sql.index("), msg AS (") + len("), msg AS (")
-    msg_end = sql.index(") SELECT conv.id")
-    conv_sql, msg_sql = sql[len("WITH conv AS ("):conv_end], sql[msg_start:msg_end]
-    n_conv, n_msg = conv_sql.count("%s"), msg_sql.count("%s")
-    select = sql[msg_end + 2:]
-    no_job = sql[:msg_end + 2] + re.sub(r"CASE WHEN m\.id IS NOT NULL AND %s::boolean.*?END, ", "", select,
-                                        flags=re.S)
-    no_notify = re.sub(r"CASE WHEN m\.id IS NOT NULL THEN pg_notify\(.*\) END ", "NULL ", sql, flags=re.S)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM messaging_chatconversation ORDER BY id LIMIT 1")
-        conversation_id = cursor.fetchone()[0]
-    raw = connection.connection
-    raw.autocommit = True
-
-    def statement(query, query_params, fresh_at=None) -> float:
-        query_params = list(query_params)
-
-        def once():
-            if fresh_at is not None:
-                query_params[fresh_at] = f"wamid.{uuid.uuid4().hex}"
-            with raw.cursor() as cursor:
-                cursor.execute(query, query_params, prepare=True)
-
-        for _ in range(200):
-            once()
-        before = backend_cpu()
+    inbox.drain()
+    processing = {}
+    pg = py = 0.0
+    for _ in range(COUNT):  # quiet traffic: each delivery is its own batch, the inbox holds one row
+        list(app(environ(wi.webhook_request()), lambda status, headers: None))
+        pg, py = pg - backend_cpu(), py - time.process_time()
+        inbox.process_pending(limit=1)
+        pg, py = pg + backend_cpu(), py + time.process_time()
+    processing["one at a time, as they arrive"] = {"python_ms": round(py / COUNT * 1000, 3),
+                                                   "postgresql_ms": round(pg / COUNT * 1000, 3)}
+    for size in (1, 20, 200):  # a backlog of COUNT deliveries drained in batches of `size`
         for _ in range(COUNT):
-            once()
-        return round((backend_cpu() - before) / COUNT * 1000, 3)
-
-    parts = {
-        "the webhook's statement": statement(sql, params, message_id_at),
-        "without NOTIFY": statement(no_notify, params, message_id_at),
-        "without the buffer-job check": statement(no_job, params[:n_conv + n_msg], message_id_at),
-        "conversation upsert alone": statement(conv_sql, params[:n_conv]),
-        "message insert alone": statement(msg_sql.replace("(SELECT id FROM conv)", str(conversation_id)),
-                                          params[n_conv:n_conv + n_msg], message_id_at - n_conv),
-        "floor INSERT": statement("INSERT INTO bench_floor (body) VALUES (%s)", ["x" * 400]),
-        "SELECT 1": statement("SELECT %s::int", [1]),
-    }
-    results["postgresql_ms_per_statement"] = parts
-    for name, ms in parts.items():
-        print(f"{name:32} PostgreSQL {ms} ms", flush=True)
+            list(app(environ(wi.webhook_request()), lambda status, headers: None))
+        pg, py = backend_cpu(), time.process_time()
+        while inbox.process_pending(limit=size):
+            pass
+        pg, py = backend_cpu() - pg, time.process_time() - py
+        processing[f"backlog, batches of {size}"] = {"python_ms": round(py / COUNT * 1000, 3),
+                                                    "postgresql_ms": round(pg / COUNT * 1000, 3)}
+    for name, figures in processing.items():
+        print(f"worker, {name:36} {figures}", flush=True)
+    results["worker_per_delivery"] = processing
     out = ROOT / "bench" / "results" / "webhook_cpu.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

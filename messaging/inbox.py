@@ -53,12 +53,11 @@ CLAIM_SQL = (
 def receive(*, provider: str, body: str, binding_id: int | None = None, delivery_id: str = "") -> None:
     """Persist one verified delivery (its own transaction, committed when this returns).
 
-    psycopg directly, as a server-side prepared statement: one round trip, and no Django health
-    check query before it (a dead connection fails this request with a 500, the provider retries
-    and Django reconnects)."""
+    psycopg directly: one round trip, and no Django health-check query before it (a dead
+    connection fails this request with a 500, the provider retries and Django reconnects)."""
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(RECEIVE_SQL, [provider, binding_id, body, delivery_id[:200]], prepare=True)
+        cursor.execute(RECEIVE_SQL, [provider, binding_id, body, delivery_id[:200]])
 
 
 def count(name: str) -> None:
@@ -181,9 +180,9 @@ def process_again(ids) -> int:
 
 
 def process(delivery: Delivery, inbound: list) -> dict:
-    """Parse, route and store one delivery, except its customer messages routed by a cached
-    binding: those are added to `inbound` as (route, binding, event, received at), for the batch's
-    one write (_store_inbound). Returns counts of what was stored now, for logs."""
+    """Parse, route and store one delivery, except its customer messages: those are added to
+    `inbound` as (Meta route or None, binding, event, received at), for the batch's one write
+    (_store_inbound). Returns counts of what was stored now, for logs."""
     payload = json.loads(delivery.body)
     handler = _HANDLERS[delivery.provider]
     try:
@@ -231,7 +230,7 @@ def _store_inbound(inbound: list) -> int:
     if stale:
         stale_events = {id(event) for _, event, _ in stale}
         routes = {route for route, _, event, _ in inbound if id(event) in stale_events}
-        for route in routes:
+        for route in routes - {None}:  # token webhooks' bindings were read fresh: they simply run again
             _BINDING_CACHE.pop((Provider.META_DIRECT, route), None)
         raise StaleBinding(f"cached binding(s) changed for {sorted(routes)}")
     return stored
@@ -257,7 +256,7 @@ def _chatwoot(delivery: Delivery, payload, inbound: list) -> dict:
         unknown_binding(delivery.provider,
                         f"Chatwoot account {wrong[0].route_key!r} on token of account {binding.external_id!r}")
         return {}
-    return ingest.apply_events(binding=binding, parsed=parsed, now=delivery.received_at)
+    return ingest.apply_events(binding=binding, parsed=parsed, now=delivery.received_at, inbound=inbound)
 
 
 def _ycloud(delivery: Delivery, payload, inbound: list) -> dict:
@@ -267,7 +266,8 @@ def _ycloud(delivery: Delivery, payload, inbound: list) -> dict:
     event_id, parsed = ycloud.parse(payload)
     if ingest.seen_event(tenant_id=binding.tenant_id, provider=delivery.provider, event_id=event_id):
         return {"duplicates": 1}
-    return ingest.apply_events(binding=_binding_for_number(binding, parsed), parsed=parsed, now=delivery.received_at)
+    return ingest.apply_events(binding=_binding_for_number(binding, parsed), parsed=parsed, now=delivery.received_at,
+                               inbound=inbound)
 
 
 def _binding_for_number(binding: ChannelBinding, parsed) -> ChannelBinding:

@@ -244,12 +244,16 @@ def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
     return message
 
 
-def apply_events(*, binding: ChannelBinding, parsed: list, buffer_seconds=None, now=None) -> dict:
+def apply_events(*, binding: ChannelBinding, parsed: list, buffer_seconds=None, now=None, inbound=None) -> dict:
     """Store every parsed event for one binding; returns counts for logs and tests. `now` is when
-    the webhook received them (the buffer counts from there)."""
+    the webhook received them (the buffer counts from there). With an `inbound` list, customer
+    messages are added to it as (None, binding, event, now) for the caller's batch write
+    (messaging.inbox) instead of being written one by one."""
     counts = {"stored": 0, "duplicates": 0, "statuses": 0, "human": 0}
     for event in parsed:
-        if isinstance(event, InboundMessage):
+        if isinstance(event, InboundMessage) and inbound is not None:
+            inbound.append((None, binding, event, now))
+        elif isinstance(event, InboundMessage):
             stored = record_inbound(binding=binding, event=event, now=now, buffer_seconds=buffer_seconds)
             counts["stored" if stored else "duplicates"] += 1
         elif isinstance(event, StatusUpdate):

@@ -105,20 +105,20 @@ class StaleBinding(Exception):
     deleted, moved, re-pointed): nothing was written for it; look it up again."""
 
 
-def _execute_prepared(sql: str, params: list):
-    """Run one statement as a server-side prepared statement (parsed and planned once per
-    connection); inside a caller's transaction it runs in a savepoint, so a retry is possible."""
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            return _fetch_prepared(sql, params)
-    return _fetch_prepared(sql, params)
-
-
-def _fetch_prepared(sql: str, params: list):
+def _execute(sql: str, params: list):
+    """Run one statement through psycopg directly (no Django health-check query before it) and
+    return its row; inside a caller's transaction it runs in a savepoint, so a retry is possible.
+    (Not a server-side prepared statement: Django turns those off, prepare_threshold=None, so
+    that transaction-mode poolers such as Supabase's keep working; the platform keeps it so.)"""
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchone()
+    with connection.wrap_database_errors:
+        if connection.in_atomic_block:
+            with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
 
 
 def _array_casts(model, columns: list[str]) -> list[str]:
@@ -223,7 +223,7 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
               lock_prefix, lock_prefix]
     for attempt in range(3):
         try:
-            vouched, inserted = _execute_prepared(sql, params)[:2]
+            vouched, inserted = _execute(sql, params)[:2]
             break
         except IntegrityError as exc:  # two workers deferring one conversation's job: run again
             if attempt == 2 or "queueing_lock" not in str(exc):
