@@ -93,6 +93,14 @@ LAYOUTS = {
 TARGETS = {"bare view": bare_request, "floor (HMAC + 1 insert)": floor_request, "Meta webhook": webhook_request}
 
 
+def _wait_for_line(path: str, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in Path(path).read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{text!r} never appeared in {path}")
+        time.sleep(0.2)
+
+
 class InboxWatch:
     """The inbox's backlog sampled every 0.25 s while a load runs (one count on the bench's own
     connection), and the worker's CPU over the same time."""
@@ -156,6 +164,8 @@ def main() -> int:
                                   stderr=subprocess.STDOUT)
         try:
             wait_for_port(PORT)
+            _wait_for_line(log.name, "Worker: concurrency")  # the worker's start-up CPU is over
+            time.sleep(2)
             figures = {}
             watch = InboxWatch(database_url, worker.pid)
             with RssSampler(server=server.pid, worker=worker.pid) as rss:

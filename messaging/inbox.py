@@ -106,7 +106,7 @@ def process_pending(limit: int | None = None) -> int:
 
 
 def drain(limit: int | None = None) -> int:
-    """Process every due delivery (tests, and the management command); returns how many."""
+    """Process every due delivery now, batch after batch (tests); returns how many."""
     total = 0
     while taken := process_pending(limit):
         total += taken
