@@ -7,7 +7,7 @@ the worker took to empty the inbox, and whether every accepted delivery became o
 
 Layouts: production (gunicorn WSGI, 2 processes x 8 threads) and `make up`'s single daphne.
 Writes bench/results/webhook_ingest.json.
-Usage: .venv/bin/python bench/webhook_ingest.py [seconds] [gunicorn|daphne] [--python-load]
+Usage: .venv/bin/python bench/webhook_ingest.py [seconds] [gunicorn|daphne] [--python-load] [--pause-worker]
 The load comes from wrk when it is installed (`apt-get install wrk`; C, one thread), else from the
 Python generator in msg_common, which takes most of a core and caps the server (`--python-load`
 forces it, to compare).
@@ -19,7 +19,9 @@ import hashlib
 import hmac
 import itertools
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +38,9 @@ _args = [a for a in sys.argv[1:] if not a.startswith("--")]
 SECONDS = float(_args[0]) if _args else 15
 ONLY = _args[1] if len(_args) > 1 else ""
 USE_WRK = "--python-load" not in sys.argv
+# --pause-worker: the worker is stopped (SIGSTOP) while the webhook's load runs and drains after it,
+# to tell the webhook's own figures from the cost of sharing the two cores with the worker.
+PAUSE_WORKER = "--pause-worker" in sys.argv
 PORT = 8765
 SECRET = b"bench-app-secret"
 PHONE_NUMBER_ID = "BENCH-PN"
@@ -114,6 +119,13 @@ class InboxWatch:
     def backlog(self) -> int:
         return self.conn.execute("SELECT count(*) FROM messaging_inbounddelivery").fetchone()[0]
 
+    def autovacuums(self) -> dict:
+        rows = self.conn.execute(
+            "SELECT relname, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE relname IN "
+            "('messaging_inbounddelivery', 'messaging_chatmessage', 'messaging_chatconversation', 'procrastinate_jobs')"
+        ).fetchall()
+        return {name: vacuums + analyzes for name, vacuums, analyzes in rows}
+
     def messages(self) -> int:
         return self.conn.execute("SELECT count(*) FROM messaging_chatmessage").fetchone()[0]
 
@@ -174,13 +186,17 @@ def main() -> int:
                     is_webhook = name == "Meta webhook"
                     if is_webhook:
                         watch.drain_seconds()
-                        before = watch.messages()
+                        before, vacuums_before = watch.messages(), watch.autovacuums()
+                    if is_webhook and PAUSE_WORKER:
+                        os.kill(worker.pid, signal.SIGSTOP)
                     with watch:
                         if use_wrk:
                             figures[name] = load_wrk("127.0.0.1", PORT, make, seconds=SECONDS,
                                                      expected_rps=8000 if name == "bare view" else 3000)
                         else:
                             figures[name] = load("127.0.0.1", PORT, make, seconds=SECONDS)
+                    if is_webhook and PAUSE_WORKER:
+                        os.kill(worker.pid, signal.SIGCONT)
                     if is_webhook:
                         accepted = figures[name]["requests"] - figures[name]["non_2xx"] - figures[name]["errors"]
                         figures["inbox"] = {
@@ -188,6 +204,9 @@ def main() -> int:
                             "drain_seconds_after_load": watch.drain_seconds(),
                             "accepted": accepted, "stored": watch.messages() - before,
                             "worker_cpu_ms_per_delivery": round(watch.cpu_seconds * 1000 / max(accepted, 1), 3),
+                            "autovacuum_or_analyze_runs": {name: n - vacuums_before.get(name, 0)
+                                                           for name, n in watch.autovacuums().items()
+                                                           if n - vacuums_before.get(name, 0)},
                         }
                         print(f"{layout:28} {'  inbox':26} {figures['inbox']} (warm-up: {warm['requests']})", flush=True)
                     print(f"{layout:28} {name:26} {figures[name]}", flush=True)

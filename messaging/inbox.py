@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -322,6 +324,14 @@ def _cached_binding(provider: str, external_id: str) -> ChannelBinding | None:
 
 # --- the worker's drainer --------------------------------------------------------------------
 
+def _lower_priority() -> None:
+    if settings.INBOX_NICE and hasattr(os, "setpriority"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), settings.INBOX_NICE)
+        except OSError:
+            logger.warning("Webhook inbox: could not lower the drainer's CPU priority", exc_info=True)
+
+
 def _drain_batch() -> int:
     close_old_connections()  # a connection that broke (a database restart) is replaced
     return process_pending()
@@ -335,7 +345,9 @@ class InboxDrainer:
         self.poll = poll if poll is not None else settings.INBOX_POLL_SECONDS
 
     async def run(self) -> None:
-        pool = ThreadPoolExecutor(1, thread_name_prefix="inbox")  # one thread: one connection
+        # One thread: one connection. Its CPU priority is lowered (Linux: nice is per thread), so
+        # on a machine shared with the web processes a drain yields to requests being answered.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="inbox", initializer=_lower_priority)
         try:
             while True:
                 batch = asyncio.wrap_future(pool.submit(_drain_batch))

@@ -277,6 +277,8 @@ HUMAN_TAKEOVER_HOURS = env.float("HUMAN_TAKEOVER_HOURS", default=24)
 INBOX_BATCH = env.int("INBOX_BATCH", default=200)
 INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=0.1)
 INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=5)
+# The drainer thread's nice value (Linux; 0 leaves it as is): it yields the CPU to requests.
+INBOX_NICE = env.int("INBOX_NICE", default=10)
 
 # --- Knowledge base -----------------------------------------------------------------------
 RAG_EMBEDDER = env("RAG_EMBEDDER", default="local")

@@ -160,3 +160,24 @@ def test_one_contact_on_two_numbers_of_a_tenant_in_one_batch(anon, wa_binding, t
     conversation = ChatConversation.dangerously_unscoped.get()  # one conversation per contact and channel
     assert sorted(conversation.messages.values_list("text", flat=True)) == ["al primero", "al segundo"]
     assert conversation.binding_id == second.pk  # the latest binding the contact wrote to
+
+
+def test_the_drainer_thread_yields_the_cpu_to_requests(settings):
+    """Its nice value is raised for its own thread only (Linux: per thread), not the worker's."""
+    import os
+    import threading
+
+    if not hasattr(os, "setpriority"):
+        pytest.skip("no setpriority on this platform")
+    settings.INBOX_NICE = 5
+    seen = {}
+
+    def drainer_thread():
+        inbox._lower_priority()
+        seen["drainer"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    thread = threading.Thread(target=drainer_thread)
+    thread.start()
+    thread.join()
+    assert seen["drainer"] == os.getpriority(os.PRIO_PROCESS, 0) + 5 or seen["drainer"] == 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < seen["drainer"]
