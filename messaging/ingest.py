@@ -104,6 +104,7 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
             if row is not None and row[1].pk != binding.pk:
                 later.append(item)
                 continue
+            # A replayed old delivery must not reopen the 24 h window: the provider's time counts.
             inbound_at = min(event.sent_at, now) if event.sent_at else now
             due = buffer.due_time(now, buffer_seconds) if event.triggers_turn else None
             if row is None:

@@ -1,6 +1,8 @@
-"""A burst from one contact arriving on parallel connections: every message stored once, one
-conversation, exactly one waiting buffer job (the loser of the queueing-lock race runs its one
-statement again and finds the winner's job), and a duplicate storm stores nothing twice."""
+"""A burst from one contact arriving on parallel connections, each thread also draining the
+webhook inbox as a worker would (so up to eight batch writes race for one conversation): every
+message stored once, one conversation, exactly one waiting buffer job (the loser of the
+queueing-lock race runs its statement again and finds the winner's job), and a duplicate storm
+stores nothing twice."""
 
 from __future__ import annotations
 
