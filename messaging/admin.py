@@ -16,7 +16,7 @@ from messaging.models import (
     WebhookCounter,
 )
 from messaging.serializers import webhook_url
-from tenants.admin_base import TenantScopedAdmin, TenantScopedInline, is_platform_admin
+from tenants.admin_base import PlatformAdminOnly, TenantScopedAdmin, TenantScopedInline
 
 
 @admin.register(ChannelBinding)
@@ -104,15 +104,8 @@ class ChatMessageAdmin(TenantScopedAdmin):
         self.message_user(request, f"{retried} failed message(s) queued again.", flash.SUCCESS if retried else flash.WARNING)
 
 
-class PlatformOnlyAdmin(admin.ModelAdmin):
-    """Rows that belong to no tenant yet (a Meta delivery is routed by its content): platform
-    admins only, read-only."""
-
-    def has_module_permission(self, request):
-        return is_platform_admin(request)
-
-    def has_view_permission(self, request, obj=None):
-        return is_platform_admin(request)
+class ReadOnlyPlatformAdmin(PlatformAdminOnly):
+    """Written by webhooks and workers, never by hand."""
 
     def has_add_permission(self, request):
         return False
@@ -122,7 +115,7 @@ class PlatformOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(InboundDelivery)
-class InboundDeliveryAdmin(PlatformOnlyAdmin):
+class InboundDeliveryAdmin(ReadOnlyPlatformAdmin):
     """Deliveries the webhooks stored that the worker has not processed: normally empty; a row
     that stays has an error (processing raised INBOX_MAX_ATTEMPTS times) or no worker is running."""
 
@@ -133,9 +126,6 @@ class InboundDeliveryAdmin(PlatformOnlyAdmin):
                        "last_error", "body")
     actions = ["process_again"]
 
-    def has_delete_permission(self, request, obj=None):
-        return is_platform_admin(request)
-
     @admin.action(description="Process the selected deliveries again")
     def process_again(self, request, queryset):
         count = inbox.process_again(queryset.values_list("pk", flat=True))
@@ -144,6 +134,6 @@ class InboundDeliveryAdmin(PlatformOnlyAdmin):
 
 
 @admin.register(WebhookCounter)
-class WebhookCounterAdmin(PlatformOnlyAdmin):
+class WebhookCounterAdmin(ReadOnlyPlatformAdmin):
     list_display = ("name", "count", "last_seen_at")
     ordering = ("name",)

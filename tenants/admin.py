@@ -2,25 +2,15 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import Http404
 
-from tenants.admin_base import is_platform_admin, request_tenant_id
+from tenants.admin_base import PlatformAdminOnly, is_platform_admin, request_tenant_id
 from tenants.models import Tenant, User
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(PlatformAdminOnly):
     list_display = ("name", "slug", "is_active", "created_at")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-
-    def has_module_permission(self, request):
-        return is_platform_admin(request)
-
-    has_view_permission = has_change_permission = has_delete_permission = (
-        lambda self, request, obj=None: is_platform_admin(request)
-    )
-
-    def has_add_permission(self, request):
-        return is_platform_admin(request)
 
 
 @admin.register(User)

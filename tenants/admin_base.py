@@ -32,6 +32,26 @@ def scoped_queryset_for(model, request):
     return model.objects.for_tenant(tenant_id)
 
 
+class PlatformAdminOnly(admin.ModelAdmin):
+    """Rows that belong to no tenant (tenants themselves, the webhook inbox): platform admins
+    only. Subclasses narrow what may be added, changed or deleted."""
+
+    def has_module_permission(self, request):
+        return is_platform_admin(request)
+
+    def has_view_permission(self, request, obj=None):
+        return is_platform_admin(request)
+
+    def has_add_permission(self, request):
+        return is_platform_admin(request)
+
+    def has_change_permission(self, request, obj=None):
+        return is_platform_admin(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_platform_admin(request)
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         queryset = scoped_queryset_for(self.model, request)
