@@ -1,7 +1,7 @@
 """The webhook inbox: persist a delivery before answering, process it in the worker.
 
 A webhook checks the signature, checks that the body is JSON, inserts the raw body here
-(`receive`, one prepared INSERT) and answers 200: the provider's delivery is durable before it is
+(`receive`, one INSERT) and answers 200: the provider's delivery is durable before it is
 acknowledged, and the request costs about what a bare signed insert costs. Every worker drains the
 inbox (`InboxDrainer`, beside the relay dispatcher): it claims up to INBOX_BATCH deliveries
 (FOR UPDATE SKIP LOCKED, so workers share them), parses each, routes it to its channel binding,
@@ -181,26 +181,23 @@ def process_again(ids) -> int:
     return InboundDelivery.objects.filter(pk__in=list(ids)).update(next_attempt_at=timezone.now(), attempts=0)
 
 
-def process(delivery: Delivery, inbound: list) -> dict:
+def process(delivery: Delivery, inbound: list) -> None:
     """Parse, route and store one delivery, except its customer messages: those are added to
     `inbound` as (Meta route or None, binding, event, received at), for the batch's one write
-    (_store_inbound). Returns counts of what was stored now, for logs."""
+    (_store_inbound)."""
     payload = json.loads(delivery.body)
-    handler = _HANDLERS[delivery.provider]
     try:
-        return handler(delivery, payload, inbound)
+        _HANDLERS[delivery.provider](delivery, payload, inbound)
     except UnexpectedShape as exc:
         logger.warning("%s webhook: unexpected shape: %s", delivery.provider, exc)
         count(f"{delivery.provider}.unexpected_shape")
-        return {"ignored": 1}
 
 
-def _meta(delivery: Delivery, payload, inbound: list) -> dict:
+def _meta(delivery: Delivery, payload, inbound: list) -> None:
     parsed = meta.parse(payload)
     by_route: dict[str, list] = {}
     for event in parsed:
         by_route.setdefault(event.route_key, []).append(event)
-    totals: dict[str, int] = {}
     provider = Provider.META_DIRECT
     for route_key, route_events in by_route.items():
         # Customer messages route by the process's cached binding: the batch's write re-checks
@@ -214,28 +211,24 @@ def _meta(delivery: Delivery, payload, inbound: list) -> dict:
         else:
             binding = _active_binding(provider, route_key)
             if binding is not None:
-                for key, value in ingest.apply_events(binding=binding, parsed=route_events,
-                                                      now=delivery.received_at).items():
-                    totals[key] = totals.get(key, 0) + value
+                ingest.apply_events(binding=binding, parsed=route_events, now=delivery.received_at)
                 continue
         unknown_binding(provider, f"Meta account {route_key!r}")
-    return totals
 
 
-def _store_inbound(inbound: list) -> int:
+def _store_inbound(inbound: list) -> None:
     """The batch's customer messages in one write. If a cached binding went stale (deactivated,
     moved, re-pointed), nothing of it was written: its route leaves the cache and StaleBinding is
     raised, so the caller runs the batch again (in order) with fresh lookups."""
     if not inbound:
-        return 0
-    stored, stale = ingest.record_inbound_many([(binding, event, at) for _, binding, event, at in inbound])
+        return
+    _, stale = ingest.record_inbound_many([(binding, event, at) for _, binding, event, at in inbound])
     if stale:
         stale_events = {id(event) for _, event, _ in stale}
         routes = {route for route, _, event, _ in inbound if id(event) in stale_events}
         for route in routes - {None}:  # token webhooks' bindings were read fresh: they simply run again
             _BINDING_CACHE.pop((Provider.META_DIRECT, route), None)
         raise StaleBinding(f"cached binding(s) changed for {sorted(routes)}")
-    return stored
 
 
 def _token_binding(delivery: Delivery) -> ChannelBinding | None:
@@ -245,30 +238,30 @@ def _token_binding(delivery: Delivery) -> ChannelBinding | None:
     return binding
 
 
-def _chatwoot(delivery: Delivery, payload, inbound: list) -> dict:
+def _chatwoot(delivery: Delivery, payload, inbound: list) -> None:
     binding = _token_binding(delivery)
     if binding is None:
-        return {}
+        return
     parsed = chatwoot.parse(payload, default_channel=binding.channel_source)
     if parsed and ingest.seen_event(tenant_id=binding.tenant_id, provider=delivery.provider,
                                     event_id=delivery.delivery_id):
-        return {"duplicates": 1}
+        return  # a replayed delivery
     wrong = [e for e in parsed if e.route_key and e.route_key != binding.external_id]
     if wrong:
         unknown_binding(delivery.provider,
                         f"Chatwoot account {wrong[0].route_key!r} on token of account {binding.external_id!r}")
-        return {}
-    return ingest.apply_events(binding=binding, parsed=parsed, now=delivery.received_at, inbound=inbound)
+        return
+    ingest.apply_events(binding=binding, parsed=parsed, now=delivery.received_at, inbound=inbound)
 
 
-def _ycloud(delivery: Delivery, payload, inbound: list) -> dict:
+def _ycloud(delivery: Delivery, payload, inbound: list) -> None:
     binding = _token_binding(delivery)
     if binding is None:
-        return {}
+        return
     event_id, parsed = ycloud.parse(payload)
     if ingest.seen_event(tenant_id=binding.tenant_id, provider=delivery.provider, event_id=event_id):
-        return {"duplicates": 1}
-    return ingest.apply_events(binding=_binding_for_number(binding, parsed), parsed=parsed, now=delivery.received_at,
+        return  # a replayed delivery
+    ingest.apply_events(binding=_binding_for_number(binding, parsed), parsed=parsed, now=delivery.received_at,
                                inbound=inbound)
 
 
