@@ -49,7 +49,7 @@ class WebhookView(View):
         try:
             body = request.body.decode("utf-8")
             json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise _Reply(400, f"Malformed JSON body: {exc}", "malformed_json") from None
         inbox.receive(provider=self.provider, body=body, binding_id=binding_id, delivery_id=delivery_id)
         return HttpResponse(b'{"status": "accepted"}', content_type="application/json")

@@ -78,6 +78,16 @@ def test_malformed_json_is_400(anon):
     assert response.json()["detail"].startswith("Malformed JSON body")
 
 
+def test_json_nested_too_deep_to_parse_is_400_and_stores_nothing(anon):
+    from messaging.models import InboundDelivery
+
+    raw = b"[" * 200_000 + b"]" * 200_000
+    response = anon.post("/webhooks/meta/", raw, content_type="application/json",
+                         HTTP_X_HUB_SIGNATURE_256=sign_meta("test-meta-app-secret", raw))
+    assert response.status_code == 400 and response.json()["code"] == "malformed_json"
+    assert not InboundDelivery.objects.exists()
+
+
 def test_unexpected_shape_is_200_counted_nothing_stored(anon):
     response = post_meta(anon, {"hello": "world"})
     assert response.status_code == 200
