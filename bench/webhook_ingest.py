@@ -106,6 +106,9 @@ def _wait_for_line(path: str, text: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+BACKLOG_SQL = "SELECT count(*) FROM messaging_inbounddelivery"
+
+
 class InboxWatch:
     """The inbox's backlog sampled every 0.25 s while a load runs (one count on the bench's own
     connection), and the worker's CPU over the same time."""
@@ -117,7 +120,7 @@ class InboxWatch:
         self.peak = 0
 
     def backlog(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM messaging_inbounddelivery").fetchone()[0]
+        return self.conn.execute(BACKLOG_SQL).fetchone()[0]
 
     def autovacuums(self) -> dict:
         rows = self.conn.execute(
@@ -142,7 +145,7 @@ class InboxWatch:
     def _run(self):
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self._stop.wait(0.25):
-                self.peak = max(self.peak, conn.execute("SELECT count(*) FROM messaging_inbounddelivery").fetchone()[0])
+                self.peak = max(self.peak, conn.execute(BACKLOG_SQL).fetchone()[0])
 
     def __exit__(self, *exc):
         self._stop.set()

@@ -1,8 +1,10 @@
-"""Storing what webhooks bring: inbound messages, status updates, human replies from inboxes.
+"""Storing what webhooks bring (called by the webhook inbox's drainer, messaging.inbox):
+inbound messages, status updates, human replies from inboxes.
 
-Each function runs in the binding's tenant scope and one transaction: the conversation row is
-locked first (so the buffer job decides after us), the message is inserted once (unique provider
-id), and a buffer job is made to wait. Live events go out after commit.
+Customer messages are written set-wise (record_inbound_many: the conversation rows are locked
+first, so a buffer job decides after us; each message is inserted once, by its unique provider
+id; a buffer job is made to wait). The rest runs in the binding's tenant scope, one transaction
+each. Live events go out on commit.
 """
 
 from __future__ import annotations
