@@ -65,11 +65,17 @@ def whatsapp_text(phone_number_id: str, sender: str, text: str, message_id: str 
     }
 
 
+def _iso_now() -> str:
+    """The provider's send time of a message posted now: the WhatsApp 24 h window runs from it, so a
+    fixed date in a fixture would close the window once the calendar passes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
 def chatwoot_message(*, account_id, conversation_id, message_id, content, message_type="incoming",
                      sender_type="contact", private=False, channel="Channel::Whatsapp", phone="+5491100000000"):
     return {
         "event": "message_created", "id": message_id, "content": content, "message_type": message_type,
-        "content_type": "text", "private": private, "created_at": "2026-11-25T01:00:00Z",
+        "content_type": "text", "private": private, "created_at": _iso_now(),
         "sender": {"id": 7, "name": "Ana" if sender_type == "contact" else "Staff", "type": sender_type},
         "account": {"id": account_id, "name": "Shop"},
         "inbox": {"id": 3, "name": "WhatsApp"},
@@ -82,10 +88,10 @@ def chatwoot_message(*, account_id, conversation_id, message_id, content, messag
 def ycloud_inbound(*, event_id, to, sender, text, wamid=None):
     return {
         "id": event_id, "type": "whatsapp.inbound_message.received", "apiVersion": "v2",
-        "createTime": "2026-11-25T01:00:00.000Z",
+        "createTime": _iso_now(),
         "whatsappInboundMessage": {
             "id": f"yc-{event_id}", "wamid": wamid or f"wamid.{event_id}", "wabaId": "WABA", "from": sender, "to": to,
-            "sendTime": "2026-11-25T01:00:00.000Z", "type": "text", "text": {"body": text},
+            "sendTime": _iso_now(), "type": "text", "text": {"body": text},
             "customerProfile": {"name": "Ana"},
         },
     }
