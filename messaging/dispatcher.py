@@ -22,12 +22,10 @@ import concurrent.futures
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 import psycopg
 from django.conf import settings
 from django.db import close_old_connections
-from django.utils import timezone
 
 from messaging import relay
 
@@ -107,8 +105,8 @@ class Dispatcher:
                 next_release = time.monotonic() + RELEASE_EVERY_SECONDS
             free = self.concurrency - len(self.working)
             if free > 0:
-                cursor = await db.execute(relay.CLAIM_SQL, {
-                    "horizon": timezone.now() + timedelta(seconds=self.poll), "limit": free, "owner": owner})
+                cursor = await db.execute(relay.CLAIM_SQL,
+                                          relay.claim_params(owner=owner, limit=free, ahead=self.poll))
                 claims = relay.claims_from_rows(await cursor.fetchall())
                 if claims:
                     self.working.update(claim.lane_id for claim in claims)
@@ -145,7 +143,7 @@ class Dispatcher:
 
     async def _send_at(self, claim: relay.Claim, owner: int, wake: asyncio.Event) -> None:
         try:
-            delay = claim.due_at.timestamp() - time.time()
+            delay = claim.seconds_until_due()
             if delay > 0:
                 await asyncio.sleep(delay)  # claimed up to one poll ahead: leaves at its due time
             await self._in_pool(relay.send_claim, claim, owner)

@@ -13,7 +13,10 @@ message at its due time and record the result, which moves the lane on:
   an exponential backoff with jitter, so the lane keeps its order;
 - permanent failure (other 4xx, no credentials, after the last attempt): the next one is due.
 A lane has one message in flight at a time, so order and spacing hold; lanes never wait for each
-other. A dispatcher holds a PostgreSQL advisory lock while it lives: lanes claimed by one that
+other. Every time that spacing compares (slots, due times, the last send, retries) is read from
+the database's clock, never a web or worker machine's: machines whose clocks disagree still
+space a recipient's messages by the full gap (a dispatcher turns "due in N seconds" into a wait
+on its own monotonic clock). A dispatcher holds a PostgreSQL advisory lock while it lives: lanes claimed by one that
 died (kill -9) are taken over after RELAY_ORPHAN_SECONDS, longer than a provider call can last,
 and their message is sent again with the same idempotency key.
 
@@ -83,27 +86,31 @@ def spacing_for(provider_name: str) -> float:
     return settings.RELAY_SPACING_SECONDS if getattr(get_provider(provider_name), "spaced", True) else 0.0
 
 
-def claim_slot(*, tenant_id: int, provider: str, recipient: str, now: datetime, spacing: float) -> tuple[int, datetime]:
-    """Atomically take the lane's next free moment (≥ now) and push it `spacing` further. An idle
-    lane becomes due at that moment (or the spacing after its last send), and dispatchers are
-    woken when that is now. The lane row stays locked until the caller's transaction ends."""
+def claim_slot(*, tenant_id: int, provider: str, recipient: str, now: datetime | None,
+               spacing: float) -> tuple[int, datetime]:
+    """Atomically take the lane's next free moment (≥ now, the database's clock unless a test
+    gives one) and push it `spacing` further. An idle lane becomes due at that moment (or the
+    spacing after its last send), and dispatchers are woken when that is now. The lane row stays
+    locked until the caller's transaction ends."""
     gap = timedelta(seconds=spacing)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH lane AS (
+            WITH t AS (SELECT COALESCE(%(now)s::timestamptz, statement_timestamp()) AS now),
+                 lane AS (
                 INSERT INTO {LANES} AS l (tenant_id, provider, recipient, next_free_at, due_at)
-                VALUES (%(tenant)s, %(provider)s, %(recipient)s, %(now)s::timestamptz + %(gap)s, %(now)s)
+                SELECT %(tenant)s, %(provider)s, %(recipient)s, t.now + %(gap)s, t.now FROM t
                 ON CONFLICT (tenant_id, provider, recipient) DO UPDATE
-                   SET next_free_at = GREATEST(l.next_free_at, %(now)s) + %(gap)s,
+                   SET next_free_at = GREATEST(l.next_free_at, (SELECT now FROM t)) + %(gap)s,
                        due_at = CASE WHEN l.due_at IS NULL AND l.claimed_by IS NULL
-                                     THEN GREATEST(l.next_free_at, %(now)s, l.last_sent_at + %(gap)s)
+                                     THEN GREATEST(l.next_free_at, (SELECT now FROM t), l.last_sent_at + %(gap)s)
                                      ELSE l.due_at END
                 RETURNING id, next_free_at - %(gap)s AS slot, due_at)
-            SELECT id, slot, CASE WHEN due_at <= %(horizon)s THEN pg_notify('{WAKE_CHANNEL}', '') END FROM lane
+            SELECT id, slot, CASE WHEN due_at <= (SELECT now FROM t) + %(ahead)s
+                                  THEN pg_notify('{WAKE_CHANNEL}', '') END FROM lane
             """,
             {"tenant": tenant_id, "provider": provider, "recipient": recipient, "now": now, "gap": gap,
-             "horizon": timezone.now() + timedelta(seconds=settings.RELAY_POLL_SECONDS)},
+             "ahead": timedelta(seconds=settings.RELAY_POLL_SECONDS)},
         )
         lane_id, slot, _ = cursor.fetchone()
     return lane_id, slot
@@ -114,7 +121,7 @@ def queue_message(message: ChatMessage, conversation, *, now: datetime | None = 
     message in slot order."""
     lane_id, slot = claim_slot(
         tenant_id=message.tenant_id, provider=message.provider, recipient=conversation.contact_external_id,
-        now=now or timezone.now(), spacing=spacing_for(message.provider),
+        now=now, spacing=spacing_for(message.provider),
     )
     message.scheduled_at, message.lane_id = slot, lane_id
     message.save(update_fields=["scheduled_at", "lane"])
@@ -177,16 +184,30 @@ class Claim:
     lane_id: int
     provider: str
     due_at: datetime
+    # Seconds from the claim until due_at by the database's clock, and when (time.monotonic()) the
+    # claim was read: the dispatcher waits the rest on its own clock, whatever its wall clock says.
+    due_in: float = 0.0
+    claimed_monotonic: float = 0.0
     message: ChatMessage | None = None
     attempt_id: int | None = None
 
+    def seconds_until_due(self) -> float:
+        return self.due_in - (time.monotonic() - self.claimed_monotonic)
 
+
+# Lanes due by `horizon` (tests, a shell) or, by default, within `ahead` of the database's now.
 CLAIM_SQL = f"""
-    WITH due AS (SELECT id FROM {LANES} WHERE due_at <= %(horizon)s AND claimed_by IS NULL
+    WITH due AS (SELECT id FROM {LANES}
+                  WHERE due_at <= COALESCE(%(horizon)s::timestamptz, statement_timestamp() + %(ahead)s)
+                    AND claimed_by IS NULL
                   ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
     UPDATE {LANES} l SET claimed_by = %(owner)s, claimed_at = now() FROM due WHERE l.id = due.id
-    RETURNING l.id, l.provider, l.due_at
+    RETURNING l.id, l.provider, l.due_at, extract(epoch FROM l.due_at - clock_timestamp())::float8
 """
+
+
+def claim_params(*, owner: int, limit: int, ahead: float = 0.0, horizon: datetime | None = None) -> dict:
+    return {"owner": owner, "limit": limit, "ahead": timedelta(seconds=ahead), "horizon": horizon}
 
 # Lanes back to the pool: those held by dispatchers that are gone (their advisory lock ended with
 # their session) for longer than a provider call can last, and those this dispatcher holds but
@@ -204,7 +225,8 @@ RELEASE_SQL = f"""
 
 
 def claims_from_rows(rows) -> list[Claim]:
-    return [Claim(lane_id=r[0], provider=r[1], due_at=r[2]) for r in rows]
+    read = time.monotonic()
+    return [Claim(lane_id=r[0], provider=r[1], due_at=r[2], due_in=r[3], claimed_monotonic=read) for r in rows]
 
 
 def release_params(owner: int, working) -> dict:
@@ -340,9 +362,8 @@ def send_claim(claim: Claim, owner: int) -> Outcome:
         except Exception as exc:  # a bug in a provider must not leave the message queued forever
             logger.exception("Provider %s crashed sending message %s", message.provider, message.pk)
             result, error = None, DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False)
-        finished = timezone.now()
         duration = int((time.monotonic() - clock) * 1000)
-        return _record(claim, owner, result, error, started, finished, duration)
+        return _record(claim, owner, result, error, started, duration)
 
 
 # The attempt's result, in every outcome's statement.
@@ -350,57 +371,64 @@ _FINISH_ATTEMPT = (f"UPDATE {ATTEMPTS} SET started_at = %(started)s, duration_ms
                    "http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id")
 
 
-def _record(claim: Claim, owner: int, result, error, started, finished, duration) -> Outcome:
+def _record(claim: Claim, owner: int, result, error, started, duration) -> Outcome:
     """One transaction: the attempt, the message and the lane. A success or a permanent failure
     locks the lane row in its first statement and hands the lane over in a second one. Only a
     queued message changes: a late record (of a dispatcher whose lane was taken over) never
-    undoes what the other one recorded."""
+    undoes what the other one recorded. The send time and the retry time are the database's
+    (taken when the provider has answered, so spacing counts from after the send)."""
     message = claim.message
     if error is not None and error.retryable and message.attempts < settings.RELAY_MAX_ATTEMPTS:
-        retry_at = finished + timedelta(seconds=_backoff_seconds(message.attempts, error.retry_after))
+        backoff = timedelta(seconds=_backoff_seconds(message.attempts, error.retry_after))
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
                 WITH a AS ({_FINISH_ATTEMPT}),
                      m AS (UPDATE {MESSAGES} SET error = %(error)s WHERE id = %(message)s AND status = %(queued)s
                            RETURNING id)
-                UPDATE {LANES} SET claimed_by = NULL, claimed_at = NULL, due_at = %(retry_at)s
+                UPDATE {LANES} SET claimed_by = NULL, claimed_at = NULL, due_at = statement_timestamp() + %(backoff)s
                  WHERE id = %(lane)s AND claimed_by = %(owner)s
+                RETURNING due_at
                 """,
                 {"started": started, "duration": duration, "outcome": "retry", "http": error.http_status,
-                 "error": error.detail, "attempt": claim.attempt_id, "message": message.pk, "retry_at": retry_at, "lane": claim.lane_id,
-                 "owner": owner, "queued": MessageStatus.QUEUED},
+                 "error": error.detail, "attempt": claim.attempt_id, "message": message.pk, "backoff": backoff,
+                 "lane": claim.lane_id, "owner": owner, "queued": MessageStatus.QUEUED},
             )
+            row = cursor.fetchone()  # none: the lane was taken over meanwhile, and is the other's to move on
+            retry_at = row[0] if row else None
         logger.warning("Message %s attempt %s failed, retrying at %s: %s", message.pk, message.attempts, retry_at,
                        error.detail)
         return Outcome("retry", error.detail, message.pk, retry_at)
     if error is None:
-        message.status, message.sent_at, message.error = MessageStatus.SENT, finished, ""
+        message.status, message.error = MessageStatus.SENT, ""
         message.provider_message_id = result.provider_message_id or None
-        outcome, http_status, lane_sent_at = "sent", result.http_status, finished
+        outcome, http_status = "sent", result.http_status
     else:
         message.status, message.error = MessageStatus.FAILED, error.detail
-        outcome, http_status, lane_sent_at = "failed", error.http_status, None
+        outcome, http_status = "failed", error.http_status
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""
             WITH a AS ({_FINISH_ATTEMPT}),
-                 l AS (UPDATE {LANES} SET last_sent_at = COALESCE(%(sent_at)s, last_sent_at) WHERE id = %(lane)s
-                       RETURNING id)
-            UPDATE {MESSAGES} m SET status = %(status)s, sent_at = %(sent_at)s, error = %(error)s,
+                 sent AS (SELECT CASE WHEN %(sent)s THEN statement_timestamp() END AS at),
+                 l AS (UPDATE {LANES} SET last_sent_at = COALESCE((SELECT at FROM sent), last_sent_at)
+                        WHERE id = %(lane)s RETURNING id)
+            UPDATE {MESSAGES} m SET status = %(status)s, sent_at = (SELECT at FROM sent), error = %(error)s,
                    provider_message_id = CASE WHEN EXISTS (
                        SELECT 1 FROM {MESSAGES} o WHERE o.tenant_id = m.tenant_id AND o.provider = m.provider
                           AND o.provider_message_id = %(provider_id)s AND o.id <> m.id) THEN NULL
                        ELSE %(provider_id)s END
              WHERE id = %(message)s AND status = %(queued)s
-            RETURNING provider_message_id
+            RETURNING provider_message_id, sent_at
             """,
             {"started": started, "duration": duration, "outcome": outcome, "http": http_status,
-             "error": message.error, "attempt": claim.attempt_id, "sent_at": lane_sent_at, "lane": claim.lane_id,
+             "error": message.error, "attempt": claim.attempt_id, "sent": error is None, "lane": claim.lane_id,
              "status": message.status, "provider_id": message.provider_message_id, "message": message.pk,
              "queued": MessageStatus.QUEUED},
         )
         stored = cursor.fetchone()
+        if stored is not None:
+            message.sent_at = stored[1]
         if stored is not None and message.provider_message_id and stored[0] is None:
             # Never resend what left because of bookkeeping (Chatwoot has no idempotency key):
             # the id is already another row's, e.g. an inbox echo stored as a human reply.
@@ -421,6 +449,6 @@ def run_due(*, now: datetime | None = None, limit: int = 100) -> list[Outcome]:
     a dispatcher's work without its clock (tests, a shell). One outcome per message sent."""
     owner = new_owner_id()
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, {"horizon": now or timezone.now(), "limit": limit, "owner": owner})
+        cursor.execute(CLAIM_SQL, claim_params(owner=owner, limit=limit, horizon=now))
         claims = claims_from_rows(cursor.fetchall())
     return [send_claim(claim, owner) for claim in prepare(claims, owner)]

@@ -46,7 +46,7 @@ def _run(message) -> str:
 
 def _claim(owner: int) -> list[relay.Claim]:
     with connection.cursor() as cursor:
-        cursor.execute(relay.CLAIM_SQL, {"horizon": timezone.now() + timedelta(days=1), "limit": 10, "owner": owner})
+        cursor.execute(relay.CLAIM_SQL, relay.claim_params(owner=owner, limit=10, horizon=timezone.now() + timedelta(days=1)))
         return relay.prepare(relay.claims_from_rows(cursor.fetchall()), owner)
 
 
@@ -94,6 +94,41 @@ def test_five_parts_to_one_recipient_are_spaced_and_ordered(wa_conversation):
         sent.append(outcome.message_id)
     assert sent == [m.pk for m in messages]
     assert _lane().claimed_by is None  # idle again
+
+
+def _database_now():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+@respx.mock
+def test_spacing_runs_on_the_databases_clock_not_the_machines(wa_conversation, monkeypatch):
+    """A web or worker machine whose clock is an hour off neither delays a message by an hour nor
+    sends the next one early: slots, the last send and due times are the database's, and a
+    dispatcher waits "due in N seconds" on its own monotonic clock."""
+    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(
+        return_value=httpx.Response(200, json={"messages": [{"id": "wamid.C"}]}))
+    skewed = timezone.now() + timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: skewed)  # this machine's wall clock is an hour ahead
+
+    before = _database_now()
+    first, second = relay_parts(conversation=wa_conversation, parts=["uno", "dos"], role="agent")
+    after = _database_now()
+    assert before <= first.scheduled_at <= after  # the database's now, not the skewed one
+    assert second.scheduled_at == first.scheduled_at + timedelta(seconds=4)
+
+    [claim] = _claim(owner=5)
+    assert claim.message.pk == first.pk and claim.seconds_until_due() <= 0  # due now, by the database
+    relay.send_claim(claim, 5)
+    first.refresh_from_db()
+    lane = _lane()
+    assert before <= first.sent_at <= _database_now() and lane.last_sent_at == first.sent_at
+    assert lane.due_at == max(second.scheduled_at, first.sent_at + timedelta(seconds=4))
+
+    [claim] = _claim(owner=6)  # claimed ahead of time: the dispatcher is told how long to wait
+    assert claim.message.pk == second.pk
+    assert 3 < claim.seconds_until_due() <= (lane.due_at - first.sent_at).total_seconds()
 
 
 def test_a_message_queued_behind_a_waiting_one_leaves_the_lane_due_time_alone(wa_conversation):
