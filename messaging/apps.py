@@ -6,7 +6,7 @@ class MessagingConfig(AppConfig):
 
     def ready(self):
         from agents.signals import handoff_requested
-        from messaging import providers  # noqa: F401
+        from messaging import checks, providers  # noqa: F401  (checks: registers system checks)
         from messaging.handoff import on_handoff_requested
         from messaging.providers import http  # noqa: F401  (registers meta_direct, chatwoot, ycloud, playground)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from vault.models import Credential
@@ -40,9 +41,29 @@ def disabled_categories(tenant_ids=None) -> list[dict]:
             for (t, c), at in sorted(seen.items())]
 
 
+def meta_deliveries_refused(tenant_ids=None) -> list[int]:
+    """Tenants with an active Meta channel while the platform has no META_APP_SECRET: every
+    delivery to them is refused (401), so their customers' messages never arrive."""
+    from messaging.models import ChannelBinding, Provider
+
+    if settings.META_APP_SECRET:
+        return []
+    rows = ChannelBinding.dangerously_unscoped.filter(provider=Provider.META_DIRECT, is_active=True)
+    if tenant_ids is not None:
+        rows = rows.filter(tenant_id__in=list(tenant_ids))
+    return sorted(set(rows.values_list("tenant_id", flat=True)))
+
+
 def banners(tenant_ids=None) -> list[str]:
     """One line per problem staff should act on (admin index and base template)."""
     lines = []
+    refused = meta_deliveries_refused(tenant_ids)
+    if refused:
+        lines.append(
+            (f"Tenants {', '.join(map(str, refused))}: " if tenant_ids is None else "")
+            + "Meta webhook deliveries are refused: the platform has no META_APP_SECRET, so WhatsApp Cloud, "
+              "Messenger and Instagram messages cannot be verified and do not arrive. "
+            + ("Set META_APP_SECRET." if tenant_ids is None else "Ask the platform operator to set META_APP_SECRET."))
     for row in expiring_credentials(tenant_ids):
         when = "expired" if row["expired"] else f"expires {row['expires_at']:%Y-%m-%d}"
         prefix = f"Tenant {row['tenant_id']}: " if tenant_ids is None else ""

@@ -1,0 +1,18 @@
+"""System checks for messaging settings a deployment is easy to miss (`manage.py check`)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Warning, register
+
+
+@register("messaging")
+def check_meta_app_secret(app_configs=None, **kwargs):
+    if settings.META_APP_SECRET:
+        return []
+    return [Warning(
+        "META_APP_SECRET is not set: every Meta webhook delivery (WhatsApp Cloud, Messenger, Instagram) "
+        "is refused with 401, since its X-Hub-Signature-256 cannot be verified.",
+        hint="Set META_APP_SECRET to the Meta app's secret (App settings > Basic), e.g. in .env.",
+        id="messaging.W001",
+    )]
