@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from django.core.mail import EmailMessage
-from django.core.mail.backends.smtp import EmailBackend
 from django.db import transaction
 
+from messaging import tenant_mail
 from messaging.history import message_as_text
 from messaging.models import ChatConversation, ChatMessage
 from tenants.scoping import tenant_scope
@@ -49,13 +48,6 @@ def email_transcript(*, tenant_id: int, conversation_id: int, reason: str = "") 
             f"[{m.created_at:%Y-%m-%d %H:%M}] {m.role}: {message_as_text(m)}"
             for m in ChatMessage.objects.filter(conversation=conversation).order_by("created_at", "id")
         ]
-    # An explicit alias: the platform's EMAIL_* settings never stand in for a tenant's mail.
-    backend = EmailBackend(
-        alias=f"tenant-{tenant_id}-smtp", host=smtp["HOST"], port=int(smtp["PORT"]),
-        username=smtp.get("USER") or None, password=smtp.get("PASSWORD") or None,
-        use_tls=str(smtp.get("USE_TLS", "")).lower() in ("1", "true", "yes"), timeout=15, fail_silently=False,
-    )
-    subject = f"Handoff: {conversation} needs a human"
-    body = f"Reason: {reason or 'the customer asked for a human'}\n\n" + "\n".join(lines)
-    backend.send_messages([EmailMessage(subject=subject, body=body, from_email=smtp["FROM"], to=[recipient])])
+    tenant_mail.send(tenant_id=tenant_id, smtp=smtp, to=recipient, subject=f"Handoff: {conversation} needs a human",
+                     body=f"Reason: {reason or 'the customer asked for a human'}\n\n" + "\n".join(lines))
     return "sent"

@@ -11,6 +11,8 @@ urlpatterns = [
          name="tiendanube-install"),
     path("admin/integrations/tiendanube/callback/", admin.site.admin_view(views.tiendanube_callback),
          name="tiendanube-callback"),
+    path("admin/privacy/", admin.site.admin_view(views.privacy_exports), name="privacy-exports"),
+    path("admin/privacy/<str:name>", admin.site.admin_view(views.privacy_export_download), name="privacy-export"),
     path("admin/integrations/meta/", admin.site.admin_view(views.meta_start), name="meta-start"),
     path("admin/integrations/meta/callback/", admin.site.admin_view(views.meta_callback), name="meta-callback"),
     path("api/v1/integrations/tiendanube/connect", views.TiendaNubeConnectAPI.as_view(), name="tiendanube-connect"),

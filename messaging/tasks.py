@@ -1,4 +1,4 @@
-"""Background jobs (procrastinate): the inbound buffer, the handoff e-mail, the relay's sweep.
+"""Background jobs (procrastinate): the inbound buffer, the handoff and privacy e-mails, the relay's sweep.
 
 Job bodies live in buffer.py, relay.py and handoff.py so tests can call them directly; these
 wrappers add the queue, lock and retry policy, and give each job fresh database connections.
@@ -42,6 +42,13 @@ def answer_conversation(*, tenant_id: int, conversation_id: int):
     from messaging.buffer import run_buffer
 
     return _fresh_connections(run_buffer, tenant_id=tenant_id, conversation_id=conversation_id)
+
+
+@app.task(name="messaging.send_privacy_export", queue="mail", retry=RETRY_WITH_BACKOFF)
+def send_privacy_export(*, tenant_id: int, name: str):
+    from messaging.integrations.privacy import email_export
+
+    return _fresh_connections(email_export, tenant_id=tenant_id, name=name)
 
 
 @app.task(name="messaging.send_handoff_email", queue="mail", retry=3)

@@ -77,3 +77,13 @@ def api_a(user_a) -> APIClient:
 @pytest.fixture
 def api_b(user_b) -> APIClient:
     return token_client(user_b)
+
+
+@pytest.fixture
+def smtp_server():
+    """A local SMTP server (tests/smtp.py); `.envelopes` and `.messages` hold what it received."""
+    from tests import smtp
+
+    server, controller = smtp.start()
+    yield server
+    controller.stop()

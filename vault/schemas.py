@@ -27,6 +27,8 @@ CATEGORY_SCHEMAS: dict[str, dict[str, CredentialName]] = {
         CredentialName("FROM", secret=False),
         CredentialName("USE_TLS", required=False, secret=False),
         CredentialName("HANDOFF_TO", required=False, secret=False),
+        # Where customers' data requests (Tienda Nube customers/data_request) are mailed; HANDOFF_TO when unset.
+        CredentialName("PRIVACY_TO", required=False, secret=False),
     ),
     "tiendanube": _schema(CredentialName("STORE_ID", secret=False), CredentialName("ACCESS_TOKEN")),
     "whatsapp_cloud": _schema(CredentialName("PHONE_NUMBER_ID", secret=False), CredentialName("ACCESS_TOKEN")),

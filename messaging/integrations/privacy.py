@@ -3,6 +3,8 @@
 - customers/redact: the customer's conversations (and their messages) are deleted.
 - customers/data_request: everything stored about the customer is written as one JSON file to
   the default storage under privacy/ for the shop to hand over; the path is logged, not the data.
+  The shop gets it: mailed (a job, retried) to its smtp PRIVACY_TO (else HANDOFF_TO) when the
+  tenant has SMTP credentials, and downloadable by its staff in the admin (/admin/privacy/).
 - store/redact (48 h after uninstall): the store's Tienda Nube credentials are deleted. The
   tenant's conversations came through its messaging channels, not through Tienda Nube, and stay.
 
@@ -16,12 +18,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
+
+from tenants.scoping import tenant_scope
 
 from messaging.models import ChatConversation, ChatMessage
 from vault import credentials as vault
@@ -84,9 +90,89 @@ def export_customer(*, tenant_id: int, customer: dict, request_id=None) -> str:
         ],
     }
     suffix = _digits(request_id) or timezone.now().strftime("%Y%m%d%H%M%S")
-    name = f"privacy/tiendanube/tenant-{tenant_id}/data-request-{suffix}.json"
+    name = f"{export_folder(tenant_id)}data-request-{suffix}.json"
     path = default_storage.save(name, ContentFile(json.dumps(export, cls=DjangoJSONEncoder, indent=2).encode()))
-    return f"exported {len(conversations)} conversation(s) to {path}"
+    mailed = _queue_export_email(tenant_id, path.rsplit("/", 1)[-1])
+    return (f"exported {len(conversations)} conversation(s) to {path}; "
+            + ("e-mail to the shop queued" if mailed else "no SMTP credentials: staff download it in the admin"))
+
+
+# --- Handing the export to the shop ----------------------------------------------------------
+
+EXPORT_NAME = re.compile(r"^data-request-[\w-]+\.json$")
+
+
+def export_folder(tenant_id: int) -> str:
+    return f"privacy/tiendanube/tenant-{int(tenant_id)}/"
+
+
+@dataclass
+class Export:
+    name: str
+    size: int
+    created_at: datetime | None
+
+
+def list_exports(tenant_id: int) -> list[Export]:
+    """The tenant's data-request exports, newest first (only its own folder is ever read)."""
+    folder = export_folder(tenant_id)
+    try:
+        _, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    exports = []
+    for name in files:
+        if EXPORT_NAME.match(name):
+            try:
+                created = default_storage.get_created_time(folder + name)
+            except (NotImplementedError, OSError):
+                created = None
+            exports.append(Export(name=name, size=default_storage.size(folder + name), created_at=created))
+    return sorted(exports, key=lambda e: (e.created_at is not None, e.created_at or 0, e.name), reverse=True)
+
+
+def open_export(tenant_id: int, name: str):
+    """The export file of this tenant called `name`; LookupError for any other name (another
+    tenant's, a path, one that does not exist)."""
+    if not EXPORT_NAME.match(name or "") or not default_storage.exists(export_folder(tenant_id) + name):
+        raise LookupError(name)
+    return default_storage.open(export_folder(tenant_id) + name, "rb")
+
+
+def _queue_export_email(tenant_id: int, name: str) -> bool:
+    from messaging.tasks import send_privacy_export
+    from vault.credentials import check_credentials
+
+    with tenant_scope(tenant_id):
+        if not check_credentials(tenant_id, "smtp"):
+            return False
+    transaction.on_commit(lambda: send_privacy_export.defer(tenant_id=tenant_id, name=name))
+    return True
+
+
+def email_export(*, tenant_id: int, name: str) -> str:
+    """Mail the export to the shop (job body): PRIVACY_TO, else HANDOFF_TO, of its smtp credentials."""
+    from messaging import tenant_mail
+    from vault.credentials import get_category
+
+    with tenant_scope(tenant_id):
+        smtp = get_category(tenant_id, "smtp")
+    recipient = smtp.get("PRIVACY_TO") or smtp.get("HANDOFF_TO")
+    if not recipient:
+        logger.warning("Data request export %s of tenant %s not mailed: no smtp PRIVACY_TO or HANDOFF_TO address; "
+                       "staff can download it in the admin", name, tenant_id)
+        return "no PRIVACY_TO or HANDOFF_TO address"
+    with open_export(tenant_id, name) as handle:
+        content = handle.read()
+    tenant_mail.send(
+        tenant_id=tenant_id, smtp=smtp, to=recipient, subject="Tienda Nube: a customer asked for their data",
+        body=("A customer asked your store, through Tienda Nube, for the personal data this platform keeps about "
+              "them. Everything stored (their conversations and messages) is attached as JSON; send it to the "
+              "customer as your privacy policy says. It can also be downloaded in the admin, under Privacy requests."),
+        attachments=[(name, content, "application/json")],
+    )
+    logger.info("Data request export %s of tenant %s mailed to the shop", name, tenant_id)
+    return "sent"
 
 
 def redact_store(*, tenant_id: int) -> str:

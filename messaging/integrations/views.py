@@ -8,7 +8,7 @@ import logging
 
 from django.contrib import messages
 from django.core import signing
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -18,7 +18,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from messaging.integrations import meta, tiendanube
+from messaging.integrations import meta, privacy, tiendanube
 from messaging.integrations.errors import ConnectError
 from agents.models import Agent
 from tenants.api_base import TenantAPIView, TenantPrimaryKeyRelatedField
@@ -127,6 +127,34 @@ class TiendaNubeWebhook(View):
         if not isinstance(payload, dict):
             return JsonResponse({"detail": "Body must be a JSON object.", "code": "invalid_payload"}, status=400)
         return JsonResponse(tiendanube.handle_webhook(payload, topic=topic.strip("/") if topic else None))
+
+
+# --- Privacy requests (customers/data_request exports) ---------------------------------------
+
+
+def privacy_exports(request):
+    """The shop's data-request exports, for its staff to hand to the customer."""
+    title = "Privacy requests"
+    if request.tenant_id is None:
+        return _result_page(request, title=title, status=403,
+                            error="Sign in as a staff user of the shop to see its customers' data requests.")
+    from django.contrib import admin
+
+    return render(request, "integrations/privacy_exports.html", {
+        **admin.site.each_context(request), "title": title, "exports": privacy.list_exports(request.tenant_id),
+    })
+
+
+def privacy_export_download(request, name: str):
+    """One export of the signed-in staff user's shop; any other name (another shop's) is a 404."""
+    if request.tenant_id is None:
+        raise Http404("No such export.")
+    try:
+        handle = privacy.open_export(request.tenant_id, name)
+    except LookupError:
+        raise Http404("No such export.") from None
+    logger.info("Data request export %s of tenant %s downloaded by user %s", name, request.tenant_id, request.user.pk)
+    return FileResponse(handle, as_attachment=True, filename=name, content_type="application/json")
 
 
 # --- Meta ----------------------------------------------------------------------------------

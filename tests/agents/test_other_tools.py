@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import httpx
 import pytest
 import respx
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 
 from agents.registry import ToolContext, get_registered_tool
 from agents.selectors import resolve_tools
@@ -20,27 +17,6 @@ from vault.credentials import set_tenant_credential
 pytestmark = pytest.mark.django_db
 
 
-class Inbox(Message):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def handle_message(self, message):
-        self.messages.append(message)
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    with socket.socket() as probe:  # aiosmtpd's readiness check cannot use port 0
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield controller, inbox
-    controller.stop()
-
-
 def build(name, tenant, **config):
     entry = get_registered_tool(name)
     ctx = ToolContext(tenant_id=tenant.pk, agent_id=1, conversation_id=9)
@@ -48,15 +24,12 @@ def build(name, tenant, **config):
 
 
 def test_send_email_through_tenant_smtp(tenant_a, smtp_server):
-    controller, inbox = smtp_server
-    for name, value in {"HOST": "127.0.0.1", "PORT": str(controller.port),
-                        "FROM": "hola@pointecoach.example"}.items():
+    for name, value in smtp_server.credentials(FROM="hola@pointecoach.example").items():
         set_tenant_credential(tenant_a.pk, "smtp", name, value)
     tool, _ = build("send_email", tenant_a)
     assert tool.invoke({"to": "ana@example.com", "subject": "Tu talle", "body": "Te recomiendo el M."}) == \
         "E-mail sent to ana@example.com."
-    assert len(inbox.messages) == 1
-    message = inbox.messages[0]
+    [message] = smtp_server.messages
     assert message["From"] == "hola@pointecoach.example" and message["To"] == "ana@example.com"
     assert message["Subject"] == "Tu talle" and "Te recomiendo el M." in message.get_payload()
     assert tool.invoke({"to": "nope", "subject": "x", "body": "y"}).endswith("ask the customer to check it.")

@@ -4,13 +4,11 @@ OpenAI-protocol server, providers faked at the HTTP edge (respx)."""
 
 from __future__ import annotations
 
-import socket
 from datetime import timedelta
 
 import httpx
 import pytest
 import respx
-from aiosmtpd.controller import Controller
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
@@ -140,50 +138,32 @@ def test_missing_model_key_is_shown_on_the_conversation(anon, wa_binding, agent_
     assert not ChatMessage.dangerously_unscoped.filter(direction="out").exists()
 
 
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 OK"
-
-
 @respx.mock
 def test_handoff_pauses_the_bot_and_emails_the_transcript(anon, wa_binding, agent_a, model_a,
-                                                           django_capture_on_commit_callbacks):
+                                                           django_capture_on_commit_callbacks, smtp_server):
     agent_a.enabled_tools = ["handoff_to_human"]
     agent_a.save()
     wa_binding.agent = agent_a
     wa_binding.save()
-    inbox = _Inbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    smtp = Controller(inbox, hostname="127.0.0.1", port=port)
-    smtp.start()
-    try:
-        tenant_id = wa_binding.tenant_id
-        for name, value in (("HOST", "127.0.0.1"), ("PORT", str(port)),
-                            ("FROM", "bot@shop.test"), ("HANDOFF_TO", "humans@shop.test")):
-            set_tenant_credential(tenant_id, "smtp", name, value)
-        set_tenant_credential(tenant_id, "whatsapp_cloud", "ACCESS_TOKEN", "wa-token")
-        respx.post(f"{GRAPH}/{wa_binding.external_id}/messages").mock(
-            return_value=httpx.Response(200, json={"messages": [{"id": "wamid.h"}]}))
-        model_a.push(Reply.tool_call("handoff_to_human", {"reason": "quiere hablar con una persona"}),
-                     Reply.text("Te paso con una persona del equipo."))
-        post_meta(anon, whatsapp_text(wa_binding.external_id, "5491100000001", "quiero hablar con alguien"))
-        conversation = ChatConversation.dangerously_unscoped.get()
-        with django_capture_on_commit_callbacks(execute=True):
-            _answer_and_deliver(conversation)
-        conversation.refresh_from_db()
-        assert conversation.status == "human" and conversation.bot_paused_until > timezone.now()
-        job = ProcrastinateJob.objects.get(task_name="messaging.send_handoff_email")
-        from messaging.handoff import email_transcript
+    tenant_id = wa_binding.tenant_id
+    for name, value in smtp_server.credentials(FROM="bot@shop.test", HANDOFF_TO="humans@shop.test").items():
+        set_tenant_credential(tenant_id, "smtp", name, value)
+    set_tenant_credential(tenant_id, "whatsapp_cloud", "ACCESS_TOKEN", "wa-token")
+    respx.post(f"{GRAPH}/{wa_binding.external_id}/messages").mock(
+        return_value=httpx.Response(200, json={"messages": [{"id": "wamid.h"}]}))
+    model_a.push(Reply.tool_call("handoff_to_human", {"reason": "quiere hablar con una persona"}),
+                 Reply.text("Te paso con una persona del equipo."))
+    post_meta(anon, whatsapp_text(wa_binding.external_id, "5491100000001", "quiero hablar con alguien"))
+    conversation = ChatConversation.dangerously_unscoped.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        _answer_and_deliver(conversation)
+    conversation.refresh_from_db()
+    assert conversation.status == "human" and conversation.bot_paused_until > timezone.now()
+    job = ProcrastinateJob.objects.get(task_name="messaging.send_handoff_email")
+    from messaging.handoff import email_transcript
 
-        assert email_transcript(**job.args) == "sent"
-        body = inbox.messages[0].content.decode()
-        assert inbox.messages[0].rcpt_tos == ["humans@shop.test"]
-        assert "quiero hablar con alguien" in body and "quiere hablar con una persona" in body
-    finally:
-        smtp.stop()
+    assert email_transcript(**job.args) == "sent"
+    [envelope] = smtp_server.envelopes
+    body = envelope.content.decode()
+    assert envelope.rcpt_tos == ["humans@shop.test"]
+    assert "quiero hablar con alguien" in body and "quiere hablar con una persona" in body
