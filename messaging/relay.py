@@ -16,9 +16,9 @@ A lane has one message in flight at a time, so order and spacing hold; lanes nev
 other. Every time that spacing compares (slots, due times, the last send, retries) is read from
 the database's clock, never a web or worker machine's: machines whose clocks disagree still
 space a recipient's messages by the full gap (a dispatcher turns "due in N seconds" into a wait
-on its own monotonic clock). A dispatcher holds a PostgreSQL advisory lock while it lives: lanes claimed by one that
-died (kill -9) are taken over after RELAY_ORPHAN_SECONDS, longer than a provider call can last,
-and their message is sent again with the same idempotency key.
+on its own monotonic clock). A dispatcher holds a PostgreSQL advisory lock while it lives: lanes
+claimed by one that died (kill -9) are taken over after RELAY_ORPHAN_SECONDS, longer than a
+provider call can last, and their message is sent again with the same idempotency key.
 
 There is no job per message: a procrastinate job per send spent most of its time in the job
 queue's own bookkeeping (bench/README.md has both designs side by side).
@@ -208,6 +208,7 @@ CLAIM_SQL = f"""
 
 def claim_params(*, owner: int, limit: int, ahead: float = 0.0, horizon: datetime | None = None) -> dict:
     return {"owner": owner, "limit": limit, "ahead": timedelta(seconds=ahead), "horizon": horizon}
+
 
 # Lanes back to the pool: those held by dispatchers that are gone (their advisory lock ended with
 # their session) for longer than a provider call can last, and those this dispatcher holds but

@@ -162,8 +162,12 @@ def email_export(*, tenant_id: int, name: str) -> str:
         logger.warning("Data request export %s of tenant %s not mailed: no smtp PRIVACY_TO or HANDOFF_TO address; "
                        "staff can download it in the admin", name, tenant_id)
         return "no PRIVACY_TO or HANDOFF_TO address"
-    with open_export(tenant_id, name) as handle:
-        content = handle.read()
+    try:
+        with open_export(tenant_id, name) as handle:
+            content = handle.read()
+    except LookupError:  # removed meanwhile (by hand, or a later redact): nothing to retry
+        logger.warning("Data request export %s of tenant %s no longer exists; not mailed", name, tenant_id)
+        return "export no longer exists"
     tenant_mail.send(
         tenant_id=tenant_id, smtp=smtp, to=recipient, subject="Tienda Nube: a customer asked for their data",
         body=("A customer asked your store, through Tienda Nube, for the personal data this platform keeps about "

@@ -136,7 +136,7 @@ def privacy_exports(request):
     """The shop's data-request exports, for its staff to hand to the customer."""
     title = "Privacy requests"
     if request.tenant_id is None:
-        return _result_page(request, title=title, status=403,
+        return _result_page(request, title=title, status=403, restart="admin:index",
                             error="Sign in as a staff user of the shop to see its customers' data requests.")
     from django.contrib import admin
 

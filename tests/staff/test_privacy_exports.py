@@ -57,6 +57,12 @@ def test_without_a_privacy_address_the_handoff_address_gets_it(connected, smtp_s
     assert smtp_server.envelopes[0].rcpt_tos == ["humans@shop.test"]
 
 
+def test_an_export_removed_before_its_mail_is_not_retried(connected, smtp_server):
+    _smtp(connected, smtp_server, HANDOFF_TO="humans@shop.test")
+    assert privacy.email_export(tenant_id=connected.pk, name="data-request-404.json") == "export no longer exists"
+    assert smtp_server.envelopes == []
+
+
 def test_without_smtp_nothing_is_queued_and_staff_are_told_to_download_it(connected, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         outcome = privacy.export_customer(tenant_id=connected.pk, customer=REQUEST["customer"], request_id=8)
