@@ -15,9 +15,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from messaging.routing import websocket_urlpatterns  # noqa: E402
 
+from platform_ai.gc_tuning import freeze_startup_objects  # noqa: E402
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+freeze_startup_objects()  # short GC pauses

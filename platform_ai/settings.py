@@ -280,6 +280,10 @@ INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=5)
 # The drainer thread's nice value (Linux; 0 leaves it as is): it yields the CPU to requests.
 INBOX_NICE = env.int("INBOX_NICE", default=10)
 
+# Serving processes (gunicorn, daphne, workers) freeze what start-up loaded, so the garbage
+# collector's full collections skip it (platform_ai/gc_tuning.py; bench/README.md).
+GC_FREEZE = env.bool("GC_FREEZE", default=True)
+
 # --- Knowledge base -----------------------------------------------------------------------
 RAG_EMBEDDER = env("RAG_EMBEDDER", default="local")
 RAG_VECTOR_BACKEND = env("RAG_VECTOR_BACKEND", default="pgvector")

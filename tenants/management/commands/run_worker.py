@@ -26,6 +26,7 @@ from procrastinate.psycopg_connector import PsycopgConnector
 
 from messaging.dispatcher import Dispatcher
 from messaging.inbox import InboxDrainer
+from platform_ai.gc_tuning import freeze_startup_objects
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Command(BaseCommand):
             ending="\n",
         )
         self.stdout.flush()
+        freeze_startup_objects()  # short GC pauses: a full collection would stall sends and the drain
 
         async def main():
             # Sync jobs run in the loop's default executor: size it to the concurrency (Python's
