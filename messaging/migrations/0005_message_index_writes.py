@@ -2,10 +2,14 @@
 
 import django.db.models.deletion
 from django.conf import settings
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # The new index is built CONCURRENTLY: messages keep arriving while it builds on a large table
+    # (dropping the two old indexes is instant).
+    atomic = False
 
     dependencies = [
         ('messaging', '0004_webhook_inbox'),
@@ -24,7 +28,7 @@ class Migration(migrations.Migration):
             name='sent_by',
             field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
         ),
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name='chatmessage',
             index=models.Index(condition=models.Q(('sent_by__isnull', False)), fields=['sent_by'], name='message_sent_by_idx'),
         ),
