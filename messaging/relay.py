@@ -353,7 +353,6 @@ def send_claim(claim: Claim, owner: int) -> Outcome:
     message = claim.message
     with tenant_scope(message.tenant_id):
         provider = get_provider(message.provider)
-        started = timezone.now()
         clock = time.monotonic()
         try:
             result = provider.send(message=message, conversation=message.conversation)
@@ -364,15 +363,18 @@ def send_claim(claim: Claim, owner: int) -> Outcome:
             logger.exception("Provider %s crashed sending message %s", message.provider, message.pk)
             result, error = None, DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False)
         duration = int((time.monotonic() - clock) * 1000)
-        return _record(claim, owner, result, error, started, duration)
+        return _record(claim, owner, result, error, duration)
 
 
-# The attempt's result, in every outcome's statement.
-_FINISH_ATTEMPT = (f"UPDATE {ATTEMPTS} SET started_at = %(started)s, duration_ms = %(duration)s, outcome = %(outcome)s, "
-                   "http_status = %(http)s, error = %(error)s WHERE id = %(attempt)s RETURNING id")
+# The attempt's result, in every outcome's statement. Its start is the database's time of the
+# record less the call's measured duration: the same clock as the send times spacing counts from.
+_FINISH_ATTEMPT = (f"UPDATE {ATTEMPTS} "
+                   "SET started_at = statement_timestamp() - make_interval(secs => %(duration)s / 1000.0), "
+                   "duration_ms = %(duration)s, outcome = %(outcome)s, http_status = %(http)s, error = %(error)s "
+                   "WHERE id = %(attempt)s RETURNING id")
 
 
-def _record(claim: Claim, owner: int, result, error, started, duration) -> Outcome:
+def _record(claim: Claim, owner: int, result, error, duration) -> Outcome:
     """One transaction: the attempt, the message and the lane. A success or a permanent failure
     locks the lane row in its first statement and hands the lane over in a second one. Only a
     queued message changes: a late record (of a dispatcher whose lane was taken over) never
@@ -391,7 +393,7 @@ def _record(claim: Claim, owner: int, result, error, started, duration) -> Outco
                  WHERE id = %(lane)s AND claimed_by = %(owner)s
                 RETURNING due_at
                 """,
-                {"started": started, "duration": duration, "outcome": "retry", "http": error.http_status,
+                {"duration": duration, "outcome": "retry", "http": error.http_status,
                  "error": error.detail, "attempt": claim.attempt_id, "message": message.pk, "backoff": backoff,
                  "lane": claim.lane_id, "owner": owner, "queued": MessageStatus.QUEUED},
             )
@@ -422,7 +424,7 @@ def _record(claim: Claim, owner: int, result, error, started, duration) -> Outco
              WHERE id = %(message)s AND status = %(queued)s
             RETURNING provider_message_id, sent_at
             """,
-            {"started": started, "duration": duration, "outcome": outcome, "http": http_status,
+            {"duration": duration, "outcome": outcome, "http": http_status,
              "error": message.error, "attempt": claim.attempt_id, "sent": error is None, "lane": claim.lane_id,
              "status": message.status, "provider_id": message.provider_message_id, "message": message.pk,
              "queued": MessageStatus.QUEUED},

@@ -124,6 +124,8 @@ def test_spacing_runs_on_the_databases_clock_not_the_machines(wa_conversation, m
     first.refresh_from_db()
     lane = _lane()
     assert before <= first.sent_at <= _database_now() and lane.last_sent_at == first.sent_at
+    attempt = DeliveryAttempt.dangerously_unscoped.get(message=first)  # its start: the same clock, before the send
+    assert before <= attempt.started_at <= first.sent_at
     assert lane.due_at == max(second.scheduled_at, first.sent_at + timedelta(seconds=4))
 
     [claim] = _claim(owner=6)  # claimed ahead of time: the dispatcher is told how long to wait
