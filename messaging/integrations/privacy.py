@@ -71,6 +71,12 @@ def redact_customer(*, tenant_id: int, customer: dict) -> str:
 
 
 def export_customer(*, tenant_id: int, customer: dict, request_id=None) -> str:
+    """Export once per data request: Tienda Nube delivers again when our answer is late, and a
+    redelivery neither writes a second file nor mails the shop twice."""
+    request = _digits(request_id)
+    request_name = f"{export_folder(tenant_id)}data-request-{request}.json" if request else None
+    if request_name and default_storage.exists(request_name):
+        return f"data request {request} already exported to {request_name}"
     conversations = list(customer_conversations(tenant_id, customer).order_by("created_at"))
     messages = ChatMessage.objects.for_tenant(tenant_id).filter(conversation__in=conversations).order_by("created_at")
     export = {
@@ -89,8 +95,7 @@ def export_customer(*, tenant_id: int, customer: dict, request_id=None) -> str:
             for c in conversations
         ],
     }
-    suffix = _digits(request_id) or timezone.now().strftime("%Y%m%d%H%M%S")
-    name = f"{export_folder(tenant_id)}data-request-{suffix}.json"
+    name = request_name or f"{export_folder(tenant_id)}data-request-{timezone.now():%Y%m%d%H%M%S}.json"
     path = default_storage.save(name, ContentFile(json.dumps(export, cls=DjangoJSONEncoder, indent=2).encode()))
     mailed = _queue_export_email(tenant_id, path.rsplit("/", 1)[-1])
     return (f"exported {len(conversations)} conversation(s) to {path}; "
