@@ -24,6 +24,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -161,11 +162,31 @@ class InboxWatch:
         return round(time.monotonic() - started, 2)
 
 
+def server_collections(directory: Path, worker_pid: int, windows: dict) -> dict:
+    """The server processes' garbage collections during each load: how many of each generation,
+    the longest pause and all pauses together (each pause holds every thread of its process)."""
+    pauses = []
+    for path in directory.glob("gc-*.json"):
+        if path.name != f"gc-{worker_pid}.json":
+            pauses += json.loads(path.read_text())["pauses"]
+        path.unlink()
+    summary = {}
+    for name, (start, end) in windows.items():
+        inside = [(seconds, generation) for at, seconds, generation in pauses if start <= at <= end]
+        summary[name] = {
+            "collections_by_generation": [sum(1 for _, g in inside if g == gen) for gen in (0, 1, 2)],
+            "longest_ms": round(max((s for s, _ in inside), default=0) * 1000, 1),
+            "total_ms": round(sum(s for s, _ in inside) * 1000, 1),
+        }
+    return summary
+
+
 def main() -> int:
     database_url = reset_scratch_database()
     _seed(database_url)
     # The buffer's turns are not part of ingest: their jobs wait an hour (the binding has no agent).
-    env = child_env(database_url, DJANGO_SETTINGS_MODULE="msg_settings",
+    gc_logs = Path(tempfile.mkdtemp(prefix="bench-gc-"))
+    env = child_env(database_url, DJANGO_SETTINGS_MODULE="msg_settings", BENCH_GC_LOG_DIR=gc_logs,
                     PYTHONPATH=f"{ROOT / 'bench'}:{ROOT}", MESSAGE_BUFFER_SECONDS=3600)
     results = {"seconds_per_target": SECONDS, "concurrency": 10, "layouts": {}}
     use_wrk = USE_WRK and wrk_available()
@@ -181,7 +202,7 @@ def main() -> int:
             wait_for_port(PORT)
             _wait_for_line(log.name, "Worker: concurrency")  # the worker's start-up CPU is over
             time.sleep(2)
-            figures = {}
+            figures, windows = {}, {}
             watch = InboxWatch(database_url, worker.pid)
             with RssSampler(server=server.pid, worker=worker.pid) as rss:
                 for name, make in TARGETS.items():
@@ -193,11 +214,13 @@ def main() -> int:
                     if is_webhook and PAUSE_WORKER:
                         os.kill(worker.pid, signal.SIGSTOP)
                     with watch:
+                        window_start = time.time()
                         if use_wrk:
                             figures[name] = load_wrk("127.0.0.1", PORT, make, seconds=SECONDS,
                                                      expected_rps=8000 if name == "bare view" else 3000)
                         else:
                             figures[name] = load("127.0.0.1", PORT, make, seconds=SECONDS)
+                        windows[name] = (window_start, time.time())
                     if is_webhook and PAUSE_WORKER:
                         os.kill(worker.pid, signal.SIGCONT)
                     if is_webhook:
@@ -222,6 +245,11 @@ def main() -> int:
         finally:
             stop(server)
             stop(worker)
+        if layout in results["layouts"]:
+            collections = server_collections(gc_logs, worker.pid, windows)
+            results["layouts"][layout]["gc_in_server"] = collections
+            for name, figures_gc in collections.items():
+                print(f"{layout:28} {'  gc: ' + name:26} {figures_gc}", flush=True)
     out = ROOT / "bench" / "results" / "webhook_ingest.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

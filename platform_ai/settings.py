@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "platform_ai.gc_tuning.ReleaseRequestCycles",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -283,6 +284,8 @@ INBOX_NICE = env.int("INBOX_NICE", default=10)
 # Serving processes (gunicorn, daphne, workers) freeze what start-up loaded, so the garbage
 # collector's full collections skip it (platform_ai/gc_tuning.py; bench/README.md).
 GC_FREEZE = env.bool("GC_FREEZE", default=True)
+# Requests are freed by reference counting once their response is closed (no cyclic garbage).
+RELEASE_REQUEST_CYCLES = env.bool("RELEASE_REQUEST_CYCLES", default=True)
 
 # --- Knowledge base -----------------------------------------------------------------------
 RAG_EMBEDDER = env("RAG_EMBEDDER", default="local")
