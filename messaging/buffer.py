@@ -5,16 +5,20 @@ ChatConversation.turn_claim) and in one procrastinate job per conversation (queu
 "at most one waiting", lock for "one running"). The webhook pushes buffer_due_at forward and makes
 sure a job waits; the job, holding the conversation row lock, reschedules itself while the due
 time is ahead, otherwise claims the unanswered messages and runs the turn. A crash after the
-claim leaves turn_claim set and the next run answers those messages again (never zero times).
+claim leaves turn_claim set and the next run answers those messages again (never zero times),
+with whatever arrived since. A failing job re-arms the conversation itself (retry_later) rather
+than through procrastinate's retry (see messaging/tasks.py), and a periodic sweep re-arms any
+conversation left with unanswered messages and no job.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 from procrastinate.exceptions import AlreadyEnqueued
@@ -36,7 +40,7 @@ def buffer_lock(conversation_id: int) -> str:
     return f"{BUFFER_LOCK_PREFIX}{conversation_id}"
 
 
-def ensure_buffer_job(conversation: ChatConversation, due_at) -> bool:
+def ensure_buffer_job(conversation: ChatConversation, due_at, attempt: int = 0) -> bool:
     """Make sure one buffer job waits for the conversation (look first: deferring into a taken
     queueing lock costs a unique violation and a savepoint rollback, see STACK.md). The webhook's
     inbox's batch write does the same in SQL (messaging.upserts.record_inbound_batch)."""
@@ -45,14 +49,76 @@ def ensure_buffer_job(conversation: ChatConversation, due_at) -> bool:
     lock = buffer_lock(conversation.pk)
     if ProcrastinateJob.objects.filter(queueing_lock=lock, status="todo").exists():
         return False
+    retry = {"attempt": attempt} if attempt else {}
     try:
         with transaction.atomic():
             answer_conversation.configure(lock=lock, queueing_lock=lock, schedule_at=due_at).defer(
-                tenant_id=conversation.tenant_id, conversation_id=conversation.pk
+                tenant_id=conversation.tenant_id, conversation_id=conversation.pk, **retry
             )
     except AlreadyEnqueued:  # a concurrent webhook won the race; its job serves this message too
         return False
     return True
+
+
+def retry_later(*, tenant_id: int, conversation_id: int, attempt: int) -> str:
+    """After a failed buffer job (the database went away mid-turn, a bug): run again with backoff
+    (2, 4, 8, 16 s, jittered); after BUFFER_MAX_ATTEMPTS the interrupted turn is given up and the
+    reason shown on the conversation. A job that already waits (the customer wrote again) does the
+    work instead, claim included."""
+    with tenant_scope(tenant_id), transaction.atomic():
+        conversation = ChatConversation.objects.select_for_update().filter(pk=conversation_id).first()
+        if conversation is None:
+            return "missing"
+        if attempt >= settings.BUFFER_MAX_ATTEMPTS:
+            logger.error("Conversation %s: the agent's turn failed %d times; messages %s stay unanswered",
+                         conversation.pk, attempt, conversation.turn_claim)
+            conversation.turn_claim = []
+            conversation.last_error = (f"The agent's turn failed {attempt} times in a row (see the worker's log); "
+                                       "the bot answers again when the customer writes.")
+            conversation.save(update_fields=["turn_claim", "last_error", "updated_at"])
+            events.conversation_updated(conversation)
+            return "gave up"
+        delay = 2 ** attempt * random.uniform(0.8, 1.2)
+        queued = ensure_buffer_job(conversation, database_now() + timedelta(seconds=delay), attempt=attempt)
+        return f"retry {attempt} in {delay:.1f}s" if queued else "a waiting job takes over"
+
+
+def rearm_stranded_conversations(*, older_than_seconds: float = 60) -> int:
+    """Conversations with customer messages nobody answered, or an interrupted turn, and no buffer
+    job waiting or running (a job that failed while the database was down, a restored backup) get
+    a job again: the periodic safety net under the buffer, as recover_stranded_lanes is the relay's."""
+    conversations, messages = ChatConversation._meta.db_table, ChatMessage._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH candidates AS (
+                SELECT conversation_id AS id FROM {messages}
+                 WHERE direction = %(inbound)s AND answered_at IS NULL AND role = %(customer)s
+                   AND created_at < statement_timestamp() - make_interval(secs => %(older)s)
+                UNION
+                SELECT id FROM {conversations}  -- conversation_turn_claim_idx
+                 WHERE NOT (turn_claim = '[]'::jsonb) AND updated_at < statement_timestamp() - make_interval(secs => %(older)s)
+            )
+            SELECT c.id, c.tenant_id FROM candidates JOIN {conversations} c USING (id)
+             WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                                WHERE j.queueing_lock = %(prefix)s || c.id AND j.status = 'todo')
+               AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                                WHERE j.lock = %(prefix)s || c.id AND j.status = 'doing')
+            """,
+            {"inbound": Direction.IN, "customer": Role.CUSTOMER, "older": older_than_seconds,
+             "prefix": BUFFER_LOCK_PREFIX},
+        )
+        stranded = cursor.fetchall()
+    now = database_now()
+    rearmed = 0
+    for conversation_id, tenant_id in stranded:
+        with tenant_scope(tenant_id):
+            conversation = ChatConversation.objects.filter(pk=conversation_id).first()
+            if conversation is not None and ensure_buffer_job(conversation, now):
+                rearmed += 1
+    if rearmed:
+        logger.warning("Buffer: %d conversation(s) had unanswered messages but no job; they have one again", rearmed)
+    return rearmed
 
 
 def skip_reason(conversation: ChatConversation, now) -> str:
@@ -88,27 +154,33 @@ def _claim(conversation_id: int, now):
         )
         if conversation is None:
             return "missing"
-        if conversation.turn_claim:
-            logger.warning("Conversation %s: answering messages %s again after an interrupted turn",
-                           conversation.pk, conversation.turn_claim)
-            return conversation, list(conversation.turn_claim)
+        # Messages of a turn that was interrupted (a worker killed mid-turn) are answered again,
+        # together with whatever the customer wrote since.
+        interrupted = [int(i) for i in conversation.turn_claim or []]
         pending = ChatMessage.objects.filter(
             conversation=conversation, direction=Direction.IN, role=Role.CUSTOMER, answered_at__isnull=True
         )
-        ids = list(pending.order_by("created_at", "id").values_list("id", flat=True))
-        if not ids:
+        new = list(pending.order_by("created_at", "id").values_list("id", flat=True))
+        if not new and not interrupted:
             return "nothing to answer"
-        if conversation.buffer_due_at and conversation.buffer_due_at > now:
+        if new and conversation.buffer_due_at and conversation.buffer_due_at > now:
             ensure_buffer_job(conversation, conversation.buffer_due_at)
             return "rescheduled"
         reason = skip_reason(conversation, now)
-        ChatMessage.objects.filter(pk__in=ids).update(answered_at=now)
+        if new:
+            ChatMessage.objects.filter(pk__in=new).update(answered_at=now)
+        ids = interrupted + [i for i in new if i not in interrupted]
         if reason:
             logger.info("Conversation %s: no turn for %d message(s): %s", conversation.pk, len(ids), reason)
+            conversation.turn_claim = []
             conversation.last_error = reason
-            conversation.save(update_fields=["last_error", "updated_at"])
+            conversation.save(update_fields=["turn_claim", "last_error", "updated_at"])
             events.conversation_updated(conversation)
             return f"skipped: {reason}"
+        if interrupted:
+            logger.warning("Conversation %s: answering messages %s again after an interrupted turn%s",
+                           conversation.pk, interrupted, f", with {len(ids) - len(interrupted)} newer" if
+                           len(ids) > len(interrupted) else "")
         conversation.turn_claim = ids
         conversation.save(update_fields=["turn_claim", "updated_at"])
         return conversation, ids
@@ -120,7 +192,15 @@ def _default_turn_runner(**kwargs):
     return run_turn(**kwargs)
 
 
-def run_buffer(*, tenant_id: int, conversation_id: int, clock=timezone.now, turn_runner=None) -> str:
+def database_now():
+    """The database's clock: the job was scheduled by it, so "is the burst over" is asked of it too
+    (a worker whose clock runs behind would otherwise reschedule the job again and again)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def run_buffer(*, tenant_id: int, conversation_id: int, clock=database_now, turn_runner=None) -> str:
     """The buffer job's body; `clock` and `turn_runner` are injectable for tests."""
     with tenant_scope(tenant_id):
         claim = _claim(conversation_id, clock())
@@ -144,25 +224,47 @@ def _answer(conversation: ChatConversation, ids: list[int], turn_runner) -> str:
         )
         error, parts = result.error, [p for p in (result.parts or []) if p and p.strip()]
         turn_id = str(result.turn_id or "")
+        handed_off = getattr(result, "handoff_reason", None) is not None
     except Exception as exc:  # run_turn promises not to raise; a bug must still not block the buffer
         logger.exception("Agent turn crashed for conversation %s", conversation.pk)
-        error, parts, turn_id = f"Agent turn failed: {type(exc).__name__}", [], ""
+        error, parts, turn_id, handed_off = f"Agent turn failed: {type(exc).__name__}", [], "", False
     finally:
         events.turn_typing(conversation.tenant_id, conversation.pk, False)
     with transaction.atomic():
         locked = ChatConversation.objects.select_for_update().get(pk=conversation.pk)
         if locked.turn_claim != ids:
             return "answered elsewhere"
+        # A person may have taken over while the model was answering (a staff reply, a Chatwoot
+        # agent, the pause button): the bot's reply is then not sent. The turn's own hand-off
+        # (which pauses the bot too) still sends its goodbye.
+        taken_over = "" if handed_off else _taken_over(locked)
+        if taken_over:
+            logger.info("Conversation %s: the agent's reply (%d part(s)) was not sent: %s",
+                        conversation.pk, len(parts), taken_over)
+            error, parts = f"The agent's reply was not sent: {taken_over}", []
         replies = relay_parts(conversation=locked, parts=parts, role=Role.AGENT, turn_id=turn_id) if parts else []
         locked.turn_claim = []
         locked.last_error = (error or "")[:500]
         locked.save(update_fields=["turn_claim", "last_error", "updated_at"])
         events.conversation_updated(locked)
+    if taken_over:
+        return f"not sent: {taken_over}"
     if error:
         logger.warning("Conversation %s: agent turn returned an error: %s", conversation.pk, error)
         return f"error: {error}"
     _feed_shadow_rag(locked, agent_id, claimed + replies)
     return f"answered {len(ids)} message(s) with {len(parts)} part(s)"
+
+
+def _taken_over(conversation: ChatConversation) -> str:
+    """Why a finished turn's reply must not go out any more ("" when it may)."""
+    if conversation.status == ConversationStatus.HUMAN:
+        return "a person took over the conversation while the agent was answering."
+    if conversation.status == ConversationStatus.CLOSED:
+        return "the conversation was closed while the agent was answering."
+    if conversation.bot_paused_until and conversation.bot_paused_until > timezone.now():
+        return "the bot was paused while the agent was answering."
+    return ""
 
 
 def _feed_shadow_rag(conversation, agent_id, messages) -> None:

@@ -96,7 +96,11 @@ class ChatConversation(TenantScopedModel):
                 name="conversation_contact_unique",
             )
         ]
-        indexes = [models.Index(fields=["tenant", "status", "-last_message_at"], name="conversation_inbox_idx")]
+        indexes = [
+            models.Index(fields=["tenant", "status", "-last_message_at"], name="conversation_inbox_idx"),
+            # The buffer's sweep finds interrupted turns without reading every conversation.
+            models.Index(fields=["updated_at"], condition=~Q(turn_claim=[]), name="conversation_turn_claim_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.contact_name or self.contact_external_id} ({self.channel_source})"

@@ -37,11 +37,31 @@ def recover_stranded_lanes(timestamp: int | None = None):
     return _fresh_connections(recover)
 
 
-@app.task(name="messaging.answer_conversation", queue="buffer", retry=RETRY_WITH_BACKOFF)
-def answer_conversation(*, tenant_id: int, conversation_id: int):
-    from messaging.buffer import run_buffer
+# No procrastinate retry for the buffer's job: a retry puts the failed job back to "todo", and when
+# the customer has written meanwhile another job of the conversation already waits under the same
+# queueing lock, so the retry breaks that unique index and leaves the job "doing" for good, holding
+# the conversation's lock (procrastinate issues #1446, #1543). The job re-arms the conversation
+# itself instead; a waiting job, if any, does the work (the turn's claim is kept in the row).
+@app.task(name="messaging.answer_conversation", queue="buffer")
+def answer_conversation(*, tenant_id: int, conversation_id: int, attempt: int = 0):
+    from messaging.buffer import retry_later, run_buffer
 
-    return _fresh_connections(run_buffer, tenant_id=tenant_id, conversation_id=conversation_id)
+    try:
+        return _fresh_connections(run_buffer, tenant_id=tenant_id, conversation_id=conversation_id)
+    except Exception:
+        logger.exception("Buffer job for conversation %s failed (attempt %d)", conversation_id, attempt + 1)
+        # If this fails too (the database is down), the periodic sweep re-arms the conversation.
+        return _fresh_connections(retry_later, tenant_id=tenant_id, conversation_id=conversation_id,
+                                  attempt=attempt + 1)
+
+
+@app.periodic(cron="* * * * *", periodic_id="buffer-stranded-conversations")
+@app.task(name="messaging.rearm_stranded_conversations", queue="buffer",
+          queueing_lock="buffer-stranded-conversations")
+def rearm_stranded_conversations(timestamp: int | None = None):
+    from messaging.buffer import rearm_stranded_conversations as rearm
+
+    return _fresh_connections(rearm)
 
 
 @app.task(name="messaging.send_privacy_export", queue="mail", retry=RETRY_WITH_BACKOFF)

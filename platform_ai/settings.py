@@ -261,6 +261,8 @@ META_GRAPH_VERSION = env("META_GRAPH_VERSION", default="v23.0")
 META_GRAPH_BASE = env("META_GRAPH_BASE", default=f"https://graph.facebook.com/{META_GRAPH_VERSION}").rstrip("/")
 YCLOUD_API_BASE = env("YCLOUD_API_BASE", default="https://api.ycloud.com/v2").rstrip("/")
 MESSAGE_BUFFER_SECONDS = env.float("MESSAGE_BUFFER_SECONDS", default=16)
+# A buffer job that fails (not a turn that returns an error) runs again with backoff this many times.
+BUFFER_MAX_ATTEMPTS = env.int("BUFFER_MAX_ATTEMPTS", default=5)
 RELAY_SPACING_SECONDS = env.float("RELAY_SPACING_SECONDS", default=4)
 RELAY_MAX_ATTEMPTS = env.int("RELAY_MAX_ATTEMPTS", default=6)
 RELAY_RETRY_BASE_SECONDS = env.float("RELAY_RETRY_BASE_SECONDS", default=2)

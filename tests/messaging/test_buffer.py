@@ -180,3 +180,157 @@ def test_answered_turn_feeds_shadow_rag_when_the_agent_opted_in(burst, agent_a, 
     assert calls[0]["agent_id"] == agent_a.pk
     assert [(m["role"], m["text"]) for m in calls[0]["messages"]] == [
         ("customer", "gracias"), ("agent", "Hola!"), ("agent", "Sí, hay talle 42.")]
+
+
+def _texts_out():
+    return list(ChatMessage.dangerously_unscoped.filter(direction="out").order_by("id").values_list("text", flat=True))
+
+
+def test_an_interrupted_turn_is_answered_together_with_what_came_after_it(anon, burst):
+    conversation, t0 = burst
+    with pytest.raises(WorkerDied):
+        _run(conversation, t0 + timedelta(seconds=17), Runner(crash=WorkerDied()))
+    post_meta(anon, whatsapp_text(conversation.binding.external_id, "5491100000001", "sigo acá?"))
+    conversation.refresh_from_db()
+    runner = Runner()
+    assert _run(conversation, conversation.buffer_due_at - timedelta(seconds=1), runner) == "rescheduled"
+    assert _run(conversation, conversation.buffer_due_at + timedelta(seconds=1), runner).startswith("answered 3")
+    assert runner.calls[0]["user_text"] == "hola\ntienen talle 42?\nsigo acá?"  # one turn, nothing left behind
+    assert _texts_out() == ["Hola!", "Sí, hay talle 42."]
+    conversation.refresh_from_db()
+    assert conversation.turn_claim == []
+
+
+def test_an_interrupted_turn_is_not_answered_again_once_a_person_took_over(burst):
+    conversation, t0 = burst
+    with pytest.raises(WorkerDied):
+        _run(conversation, t0 + timedelta(seconds=17), Runner(crash=WorkerDied()))
+    ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(status="human")
+    runner = Runner()
+    assert "human mode" in _run(conversation, t0 + timedelta(seconds=60), runner)
+    assert runner.calls == [] and not _texts_out()
+    conversation.refresh_from_db()
+    assert conversation.turn_claim == [] and "human mode" in conversation.last_error
+
+
+class TakeoverRunner(Runner):
+    """A person answers while the model is still thinking (or the turn itself hands off)."""
+
+    def __init__(self, conversation, result=None):
+        super().__init__(result)
+        self.conversation = conversation
+
+    def __call__(self, **kwargs):
+        from messaging.services import set_bot_paused
+
+        set_bot_paused(tenant_id=self.conversation.tenant_id, conversation_id=self.conversation.pk, paused=True,
+                       human_mode=True)
+        return super().__call__(**kwargs)
+
+
+def test_the_bot_reply_is_not_sent_when_a_person_took_over_during_the_turn(burst):
+    conversation, t0 = burst
+    outcome = _run(conversation, t0 + timedelta(seconds=17), TakeoverRunner(conversation))
+    assert outcome.startswith("not sent: a person took over")
+    assert not _texts_out()
+    conversation.refresh_from_db()
+    assert "was not sent" in conversation.last_error and conversation.turn_claim == []
+
+
+def test_the_turns_own_handoff_still_sends_its_reply(burst):
+    conversation, t0 = burst
+    result = FakeResult(parts=["Te paso con una persona."])
+    result.handoff_reason = "asked for a person"
+    outcome = _run(conversation, t0 + timedelta(seconds=17), TakeoverRunner(conversation, result))
+    assert outcome.startswith("answered 2")
+    assert _texts_out() == ["Te paso con una persona."]
+
+
+def test_the_buffer_compares_with_the_databases_clock(burst, monkeypatch):
+    """The job was scheduled by the database's clock; a worker whose clock runs late must not
+    reschedule it again and again (it would spin until its clock caught up)."""
+    conversation, t0 = burst
+    ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(
+        buffer_due_at=timezone.now() - timedelta(seconds=1))
+    monkeypatch.setattr(timezone, "now", lambda: t0 - timedelta(minutes=5))  # this machine's clock is late
+    runner = Runner()
+    outcome = run_buffer(tenant_id=conversation.tenant_id, conversation_id=conversation.pk, turn_runner=runner)
+    assert outcome.startswith("answered 2")
+
+
+# --- a failing job (not a turn that returns an error) ------------------------------------------
+
+
+@pytest.fixture
+def failing_run(monkeypatch):
+    """The job's body raises (the database went away mid-job); the job wrapper runs for real, minus
+    its reconnects (the test's connection holds the test's transaction)."""
+    from messaging import buffer, tasks
+
+    monkeypatch.setattr(tasks, "close_old_connections", lambda: None)
+    monkeypatch.setattr(buffer, "run_buffer", lambda **kwargs: (_ for _ in ()).throw(RuntimeError("db went away")))
+
+
+def _buffer_jobs(status="todo"):
+    return list(ProcrastinateJob.objects.filter(task_name="messaging.answer_conversation", status=status))
+
+
+def test_a_failed_job_leaves_the_work_to_the_job_already_waiting(burst, failing_run):
+    from messaging.tasks import answer_conversation
+
+    conversation, _ = burst
+    [waiting] = _buffer_jobs()
+    outcome = answer_conversation(tenant_id=conversation.tenant_id, conversation_id=conversation.pk)
+    assert outcome == "a waiting job takes over"
+    assert [job.id for job in _buffer_jobs()] == [waiting.id]
+
+
+def test_a_failed_job_runs_again_with_backoff_then_gives_up(burst, settings, monkeypatch):
+    from messaging import buffer, tasks
+    from messaging.tasks import answer_conversation
+
+    settings.BUFFER_MAX_ATTEMPTS = 3
+    conversation, t0 = burst
+    with pytest.raises(WorkerDied):
+        _run(conversation, t0 + timedelta(seconds=17), Runner(crash=WorkerDied()))
+    ProcrastinateJob.objects.filter(task_name="messaging.answer_conversation").delete()  # this job is the one running
+    monkeypatch.setattr(tasks, "close_old_connections", lambda: None)
+    monkeypatch.setattr(buffer, "run_buffer", lambda **kwargs: (_ for _ in ()).throw(RuntimeError("db went away")))
+    before = timezone.now()
+    assert answer_conversation(tenant_id=conversation.tenant_id, conversation_id=conversation.pk).startswith("retry 1")
+    [job] = _buffer_jobs()
+    assert job.args == {"tenant_id": conversation.tenant_id, "conversation_id": conversation.pk, "attempt": 1}
+    assert before + timedelta(seconds=1.5) <= job.scheduled_at <= timezone.now() + timedelta(seconds=2.5)
+    ProcrastinateJob.objects.filter(pk=job.pk).delete()
+    assert answer_conversation(tenant_id=conversation.tenant_id, conversation_id=conversation.pk,
+                               attempt=1).startswith("retry 2")
+    ProcrastinateJob.objects.all().delete()
+    assert answer_conversation(tenant_id=conversation.tenant_id, conversation_id=conversation.pk,
+                               attempt=2) == "gave up"
+    assert _buffer_jobs() == []
+    conversation.refresh_from_db()
+    assert conversation.turn_claim == [] and "failed 3 times" in conversation.last_error
+
+
+def test_the_sweep_rearms_conversations_left_without_a_job(burst):
+    from messaging.buffer import rearm_stranded_conversations
+
+    conversation, t0 = burst
+    assert rearm_stranded_conversations(older_than_seconds=0) == 0  # its job waits
+    ProcrastinateJob.objects.all().delete()  # the job failed while the database was down
+    assert rearm_stranded_conversations(older_than_seconds=3600) == 0  # too recent to be stranded
+    assert rearm_stranded_conversations(older_than_seconds=0) == 1
+    assert len(_buffer_jobs()) == 1
+    runner = Runner()
+    assert _run(conversation, t0 + timedelta(seconds=17), runner).startswith("answered 2")
+    assert rearm_stranded_conversations(older_than_seconds=0) == 0  # answered: nothing left
+
+
+def test_the_sweep_rearms_an_interrupted_turn(burst):
+    from messaging.buffer import rearm_stranded_conversations
+
+    conversation, t0 = burst
+    with pytest.raises(WorkerDied):
+        _run(conversation, t0 + timedelta(seconds=17), Runner(crash=WorkerDied()))
+    ProcrastinateJob.objects.all().delete()
+    assert rearm_stranded_conversations(older_than_seconds=0) == 1

@@ -169,3 +169,39 @@ def test_the_dispatcher_starts_over_when_its_database_session_is_cut(tmp_path, p
     keys = [d["headers"]["Idempotency-Key"] for d in provider.deliveries()]
     assert sorted(keys) == sorted(str(m.idempotency_key) for m in messages)
     _check_spacing_and_order(provider, messages)
+
+
+def test_a_worker_killed_mid_turn_while_the_customer_writes_again(tmp_path, provider, conversations, client,
+                                                                    settings, agent_a, model_a):
+    """The worker dies while the model answers; the customer writes again, so a second job of the
+    conversation waits under the same queueing lock. The next worker cannot put the dead one's job
+    back to "todo" (the lock is taken): it marks it failed, and the waiting job answers both
+    messages in one turn. Before, the dead job stayed "doing" for good, holding the conversation's
+    lock, and the customer was never answered again."""
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    from tests.fakes.openai_server import Reply
+    from tests.messaging.helpers import post_meta, whatsapp_text
+
+    settings.MESSAGE_BUFFER_SECONDS = 0.5
+    binding = conversations[0].binding
+    binding.agent = agent_a
+    binding.save()
+    model_a.push(Reply.text("never arrives", delay=60), Reply.text("Hola, te respondo las dos cosas."))
+    post_meta(client, whatsapp_text(binding.external_id, "5491177777777", "hola"))
+    first = _worker(tmp_path, provider, "first").start()
+    try:
+        first.wait_for(lambda: len(model_a.requests) == 1)  # the turn is inside the model call
+    finally:
+        first.kill()
+    post_meta(client, whatsapp_text(binding.external_id, "5491177777777", "sigo esperando"))
+    conversation = ChatMessage.dangerously_unscoped.get(text="hola").conversation
+    jobs = ProcrastinateJob.objects.filter(task_name="messaging.answer_conversation",
+                                           args__conversation_id=conversation.pk)
+    assert sorted(jobs.values_list("status", flat=True)) == ["doing", "todo"]
+    with _worker(tmp_path, provider, "second") as second:
+        second.wait_for(lambda: len(provider.deliveries()) == 1)
+        assert "replaced by the job already waiting" in second.output()
+    assert provider.texts() == ["Hola, te respondo las dos cosas."]
+    assert model_a.messages()[-1]["content"] == "hola\nsigo esperando"
+    assert sorted(jobs.values_list("status", flat=True)) == ["failed", "succeeded"]

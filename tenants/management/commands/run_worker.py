@@ -22,6 +22,8 @@ from django.db import connections
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django import django_connector
 from procrastinate.contrib.django import utils as procrastinate_django
+from procrastinate.exceptions import UniqueViolation
+from procrastinate.jobs import Status
 from procrastinate.psycopg_connector import PsycopgConnector
 
 from messaging.dispatcher import Dispatcher
@@ -41,12 +43,28 @@ class WorkerConnector(PsycopgConnector):
 
 
 async def requeue_stalled_jobs(stalled_seconds: float) -> int:
+    """Put the jobs of dead workers back to "todo". A job whose queueing lock already has a job
+    waiting (a conversation's buffer job, when the customer wrote again) cannot be put back: the
+    waiting one does the same work, so the stalled one is marked failed instead of staying "doing"
+    for good and holding its lock. One job that cannot be handled does not stop the others."""
     jobs = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_seconds))
+    requeued, superseded = [], []
     for job in jobs:
-        await app.job_manager.retry_job(job)
-    if jobs:
-        logger.warning("Requeued %d job(s) of stalled workers: %s", len(jobs), [job.id for job in jobs])
-    return len(jobs)
+        try:
+            try:
+                await app.job_manager.retry_job(job)
+                requeued.append(job.id)
+            except UniqueViolation:
+                await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
+                superseded.append(job.id)
+        except Exception:
+            logger.exception("Could not requeue stalled job %s", job.id)
+    if requeued:
+        logger.warning("Requeued %d job(s) of stalled workers: %s", len(requeued), requeued)
+    if superseded:
+        logger.warning("Stalled job(s) %s replaced by the job already waiting under the same queueing lock",
+                       superseded)
+    return len(requeued) + len(superseded)
 
 
 async def _recover_forever(stalled_seconds: float, every: float) -> None:
