@@ -10,6 +10,7 @@ each. Live events go out on commit.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -166,8 +167,8 @@ def store_inbound(*, conversation: ChatConversation, provider: str, event: Inbou
 def _matching_outbound(tenant_id: int, provider: str, event: StatusUpdate):
     match = Q(provider_message_id=event.provider_message_id)
     if event.idempotency_key:
-        try:
-            match |= Q(idempotency_key=event.idempotency_key)
+        try:  # ours are UUIDs; YCloud reports every message of the account, other tools' ids too
+            match |= Q(idempotency_key=uuid.UUID(str(event.idempotency_key)))
         except ValueError:
             pass
     return ChatMessage.objects.for_tenant(tenant_id).filter(match, provider=provider, direction=Direction.OUT)

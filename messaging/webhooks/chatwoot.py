@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from messaging.webhooks.normalized import HumanReply, InboundMessage, UnexpectedShape
+from messaging.webhooks.normalized import HumanReply, InboundMessage, UnexpectedShape, parser
 
 # Chatwoot serialises message_type as a string in webhooks (older payloads used the enum integer).
 MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
@@ -31,6 +31,7 @@ def _contact(conversation: dict, payload: dict) -> tuple[str, str]:
     return str(identifier).lstrip("+"), person.get("name", "") or ""
 
 
+@parser
 def parse(payload: dict, *, default_channel: str) -> list:
     if not isinstance(payload, dict) or "event" not in payload:
         raise UnexpectedShape("Chatwoot delivery has no 'event'")

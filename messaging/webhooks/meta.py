@@ -10,7 +10,9 @@ from messaging.webhooks.normalized import (
     ReadUpTo,
     StatusUpdate,
     UnexpectedShape,
+    as_list,
     from_unix,
+    parser,
 )
 
 logger = logging.getLogger(__name__)
@@ -18,6 +20,7 @@ logger = logging.getLogger(__name__)
 WHATSAPP_STATUSES = {"sent": "sent", "delivered": "delivered", "read": "read", "played": "read", "failed": "failed"}
 
 
+@parser
 def parse(body: dict) -> list:
     """Every event of every entry; raises UnexpectedShape when nothing here is a Meta delivery."""
     if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
@@ -28,12 +31,12 @@ def parse(body: dict) -> list:
         if not isinstance(entry, dict):
             continue
         if kind == "whatsapp_business_account" or "changes" in entry:
-            for change in entry.get("changes") or []:
+            for change in as_list(entry.get("changes"), "entry.changes"):
                 if isinstance(change, dict):
                     events += _whatsapp_change(change)
         if "messaging" in entry:
             channel = "instagram" if kind == "instagram" else "facebook"
-            for item in entry.get("messaging") or []:
+            for item in as_list(entry.get("messaging"), "entry.messaging"):
                 if isinstance(item, dict):
                     events += _messaging_item(str(entry.get("id", "")), channel, item)
     return events
@@ -46,11 +49,11 @@ def _whatsapp_change(change: dict) -> list:
     phone_number_id = str((value.get("metadata") or {}).get("phone_number_id", ""))
     names = {
         str(c.get("wa_id", "")): (c.get("profile") or {}).get("name", "")
-        for c in value.get("contacts") or []
+        for c in as_list(value.get("contacts"), "value.contacts")
         if isinstance(c, dict)
     }
     events: list = []
-    for msg in value.get("messages") or []:
+    for msg in as_list(value.get("messages"), "value.messages"):
         if not isinstance(msg, dict) or not msg.get("id") or not msg.get("from"):
             continue
         text, attachments = whatsapp_content.describe(msg)
@@ -67,9 +70,9 @@ def _whatsapp_change(change: dict) -> list:
                 sent_at=from_unix(msg.get("timestamp")),
             )
         )
-    for status in value.get("statuses") or []:
+    for status in as_list(value.get("statuses"), "value.statuses"):
         if isinstance(status, dict) and status.get("id") and status.get("status") in WHATSAPP_STATUSES:
-            errors = status.get("errors") or []
+            errors = as_list(status.get("errors"), "status.errors")
             error = "; ".join(
                 f"{e.get('code')}: {(e.get('error_data') or {}).get('details') or e.get('title', '')}" for e in errors
             )

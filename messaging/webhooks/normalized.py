@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -66,11 +68,58 @@ class HumanReply:
 def from_unix(value) -> datetime | None:
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
+        if seconds > 1e12:  # milliseconds (Messenger)
+            seconds /= 1000
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):  # not a number, or no time a calendar has
         return None
-    if seconds > 1e12:  # milliseconds (Messenger)
-        seconds /= 1000
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _without_nul(value):
+    """PostgreSQL's text and jsonb cannot hold U+0000; a customer's text may (pasted, or sent on purpose)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
+def clean(event):
+    """The event with every string (attachments included) storable in PostgreSQL."""
+    changes = {f.name: _without_nul(getattr(event, f.name)) for f in dataclasses.fields(event)
+               if isinstance(getattr(event, f.name), (str, list, dict))}
+    return dataclasses.replace(event, **changes)
+
+
+def parser(func):
+    """A provider parser's guard: valid JSON whose fields have the wrong types (a string where an
+    object belongs, a list for a number) is an unexpected shape (answered 200 and counted), not an
+    error the inbox would try again five times; the events it yields are made storable."""
+
+    @functools.wraps(func)
+    def parse(*args, **kwargs):
+        try:
+            result = func(*args, **kwargs)
+        except UnexpectedShape:
+            raise
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError) as exc:
+            raise UnexpectedShape(f"a field has an unexpected type ({type(exc).__name__}: {exc})") from exc
+        if isinstance(result, tuple):  # (event id, events)
+            return result[0], [clean(event) for event in result[1]]
+        return [clean(event) for event in result]
+
+    return parse
+
+
+def as_list(value, what: str) -> list:
+    """A list field of a delivery: absent is empty; anything but a list is an unexpected shape."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UnexpectedShape(f"{what} is a {type(value).__name__}, not a list")
+    return value
 
 
 def require(mapping, key: str, what: str):

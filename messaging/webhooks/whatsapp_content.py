@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 # Never answered: the contact reacted, edited, deleted, or WhatsApp reported a system change.
 EVENT_TYPES = ("reaction", "edit", "revoke", "system", "ephemeral", "request_welcome")
@@ -23,13 +25,27 @@ def _media(msg: dict, kind: str) -> tuple[str, list[dict]]:
 def _interactive(msg: dict) -> tuple[str, list[dict]]:
     interactive = msg.get("interactive") or {}
     kind = interactive.get("type", "")
+    if kind == "nfm_reply":  # a WhatsApp Flow's answers: a JSON string of the form's fields
+        return _flow_reply(interactive.get("nfm_reply") or {})
     reply = interactive.get(kind) if kind else None
     if isinstance(reply, dict):
         return reply.get("title", "") or "", [{"type": kind, "id": reply.get("id", ""), **(
             {"description": reply["description"]} if "description" in reply else {})}]
-    if kind == "nfm_reply":
-        return "", [{"type": kind, "response_json": (interactive.get("nfm_reply") or {}).get("response_json", "")}]
     return "[unsupported interactive message]", [{"type": "interactive"}]
+
+
+def _flow_reply(reply: dict) -> tuple[str, list[dict]]:
+    raw = reply.get("response_json") or ""
+    try:
+        answers = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        answers = None
+    if isinstance(answers, dict):
+        fields = ", ".join(f"{key}: {value}" for key, value in answers.items() if key != "flow_token")
+        text = f"[form reply] {fields}" if fields else "[form reply]"
+    else:
+        text = f"[form reply] {raw}".strip()
+    return text, [{"type": "nfm_reply", "name": reply.get("name", ""), "response_json": raw}]
 
 
 def _location(msg: dict) -> tuple[str, list[dict]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from messaging.webhooks import whatsapp_content
-from messaging.webhooks.normalized import InboundMessage, StatusUpdate, UnexpectedShape
+from messaging.webhooks.normalized import InboundMessage, StatusUpdate, UnexpectedShape, parser
 
 STATUSES = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}
 
@@ -17,6 +17,7 @@ def _time(value) -> datetime | None:
         return None
 
 
+@parser
 def parse(payload: dict) -> tuple[str, list]:
     """(event id, events). Unknown event types parse to no events."""
     if not isinstance(payload, dict) or not payload.get("id") or not payload.get("type"):

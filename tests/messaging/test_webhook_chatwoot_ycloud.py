@@ -151,6 +151,22 @@ def test_ycloud_message_updated_moves_status(anon, yc_binding):
         assert outbound.status == status
 
 
+def test_ycloud_status_of_a_message_another_tool_sent_does_not_jam_the_inbox(anon, yc_binding):
+    """YCloud reports every message of the account; one sent by a CRM carries its own externalId."""
+    from messaging.models import InboundDelivery
+
+    conversation = factories.conversation(yc_binding.tenant, provider="ycloud", binding=yc_binding)
+    outbound = factories.message(yc_binding.tenant, conversation=conversation, provider="ycloud", status="sent",
+                                 error="", provider_message_id="yc-out-9")
+    body = {"id": "e-crm", "type": "whatsapp.message.updated", "apiVersion": "v2", "createTime": "2026-11-25T01:00:00Z",
+            "whatsappMessage": {"id": "yc-out-9", "wamid": "wamid.y", "status": "delivered", "externalId": "crm-123",
+                                "from": "+15550002222", "to": "+" + conversation.contact_external_id}}
+    assert post_ycloud(anon, yc_binding.webhook_token, body, secret="yc-secret").status_code == 200
+    assert not InboundDelivery.objects.exists()
+    outbound.refresh_from_db()
+    assert outbound.status == "delivered"
+
+
 def test_ycloud_unexpected_shape_is_200(anon, yc_binding):
     response = post_ycloud(anon, yc_binding.webhook_token, {"something": "else"}, secret="yc-secret")
     assert response.status_code == 200

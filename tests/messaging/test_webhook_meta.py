@@ -95,6 +95,59 @@ def test_unexpected_shape_is_200_counted_nothing_stored(anon):
     assert not ChatMessage.dangerously_unscoped.exists()
 
 
+def _mangled(wa_binding, where, value):
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "hola")
+    change = body["entry"][0]["changes"][0]["value"]
+    target = change if where in ("metadata", "contacts", "messages") else change["messages"][0]
+    target[where] = value
+    return body
+
+
+@pytest.mark.parametrize("where,value", [
+    ("metadata", "x"),                # a string where an object belongs
+    ("contacts", [{"profile": "Ana", "wa_id": "5491100000001"}]),
+    ("messages", "hola"),
+    ("text", ["hola"]),
+    ("timestamp", "1e400"),           # no time a calendar has
+    ("timestamp", {"seconds": 1}),
+])
+def test_wrong_field_types_are_an_unexpected_shape_not_a_retried_error(anon, wa_binding, where, value):
+    from messaging.models import InboundDelivery
+
+    response = post_meta(anon, _mangled(wa_binding, where, value))
+    assert response.status_code == 200
+    assert not InboundDelivery.objects.exists()  # processed once, not kept to be tried again
+    counted = WebhookCounter.objects.filter(name="meta_direct.unexpected_shape").values_list("count", flat=True)
+    stored = ChatMessage.dangerously_unscoped.values_list("text", flat=True)
+    assert list(counted) == [1] or list(stored) == ["hola"]  # understood what it could, or counted it
+
+
+def test_a_nul_character_in_a_customer_text_is_stored_without_it(anon, wa_binding):
+    from messaging.models import InboundDelivery
+
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "hola\u0000 che", name="A\u0000na")
+    post_meta(anon, body)
+    assert not InboundDelivery.objects.exists()
+    message = ChatMessage.dangerously_unscoped.get()
+    assert message.text == "hola che" and message.conversation.contact_name == "Ana"
+
+
+def test_a_whatsapp_flow_reply_reaches_the_agent_with_its_answers(anon, wa_binding):
+    """interactive.nfm_reply, as Meta's Flows docs show it: the answers are a JSON string."""
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "unused")
+    message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    del message["text"]
+    message.update(type="interactive", context={"from": "15550001111", "id": "wamid.flow-sent"}, interactive={
+        "type": "nfm_reply",
+        "nfm_reply": {"response_json": json.dumps({"flow_token": "tok-1", "talle": "42", "color": "negro"}),
+                      "body": "Sent", "name": "flow"}})
+    post_meta(anon, body)
+    stored = ChatMessage.dangerously_unscoped.get()
+    assert stored.text == "[form reply] talle: 42, color: negro"
+    assert stored.attachments[0]["type"] == "nfm_reply" and "tok-1" in stored.attachments[0]["response_json"]
+    assert stored.role == "customer"  # answered by the agent
+
+
 def test_unknown_binding_stores_nothing(anon, wa_binding, caplog):
     response = post_meta(anon, whatsapp_text("999000999", "5491100000001", "hi"))
     assert response.status_code == 200
