@@ -60,8 +60,9 @@ def seen_event(*, tenant_id: int, provider: str, event_id: str) -> bool:
 def _conversation_row(*, binding: ChannelBinding, channel_source: str, contact_id: str, contact_name: str = "",
                       chatwoot_id: str = "", account_id: str = "", inbound_at=None,
                       buffer_due_at=None) -> ChatConversation:
+    # No agent of its own: the conversation follows its channel's agent (ChatConversation.agent).
     return ChatConversation(
-        tenant_id=binding.tenant_id, binding_id=binding.pk, agent_id=binding.agent_id, provider=binding.provider,
+        tenant_id=binding.tenant_id, binding_id=binding.pk, provider=binding.provider,
         channel_source=channel_source, contact_external_id=contact_id, contact_name=contact_name,
         external_chatwoot_id=chatwoot_id, external_account_id=account_id, last_inbound_at=inbound_at,
         last_message_at=inbound_at, buffer_due_at=buffer_due_at,

@@ -73,7 +73,10 @@ class ChatConversation(TenantScopedModel):
     # Chatwoot replies must go back to the same Chatwoot conversation of the same account.
     external_chatwoot_id = models.CharField(max_length=40, blank=True)
     external_account_id = models.CharField(max_length=40, blank=True)
-    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Set only to answer this conversation with another agent than its channel's (staff choose it in
+    # the admin or the API; the playground sets its own); empty follows the channel's agent.
+    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                              help_text="Leave empty to follow the channel's agent.")
     status = models.CharField(max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.BOT)
     bot_paused_until = models.DateTimeField(null=True, blank=True)
     last_inbound_at = models.DateTimeField(null=True, blank=True)

@@ -109,7 +109,13 @@ class YCloud:
 
     def send(self, *, message, conversation) -> SendResult:
         api_key = _credential(message.tenant_id, "ycloud", "API_KEY")
-        sender = _credential(message.tenant_id, "ycloud", "FROM_NUMBER")
+        # From the number the customer wrote to (one YCloud account may serve several; the 24 h
+        # window is per number), else the tenant's FROM_NUMBER.
+        binding = conversation.binding if conversation.binding_id else None
+        if binding is not None and binding.provider == "ycloud" and binding.external_id.lstrip("+").isdigit():
+            sender = "+" + binding.external_id.lstrip("+")
+        else:
+            sender = _credential(message.tenant_id, "ycloud", "FROM_NUMBER")
         body, status = post_json(
             f"{settings.YCLOUD_API_BASE}/whatsapp/messages",
             json={

@@ -63,7 +63,7 @@ def test_burst_waits_for_the_window_then_one_turn_answers_all(burst):
     assert len(runner.calls) == 1
     call = runner.calls[0]
     assert call["user_text"] == "hola\ntienen talle 42?" and call["history"] == []
-    assert call["conversation_id"] == conversation.pk and call["agent_id"] == conversation.agent_id
+    assert call["conversation_id"] == conversation.pk and call["agent_id"] == conversation.binding.agent_id
     replies = ChatMessage.dangerously_unscoped.filter(direction="out").order_by("id")
     assert [m.text for m in replies] == ["Hola!", "Sí, hay talle 42."]
     assert all(m.role == "agent" and m.status == "queued" and m.turn_id == "7" for m in replies)
@@ -334,3 +334,14 @@ def test_the_sweep_rearms_an_interrupted_turn(burst):
         _run(conversation, t0 + timedelta(seconds=17), Runner(crash=WorkerDied()))
     ProcrastinateJob.objects.all().delete()
     assert rearm_stranded_conversations(older_than_seconds=0) == 1
+
+
+def test_a_conversation_set_to_another_agent_keeps_it(burst, tenant_a):
+    from agents.models import Agent
+
+    conversation, t0 = burst
+    other = Agent.objects.for_tenant(tenant_a.pk).create(tenant_id=tenant_a.pk, name="Especialista")
+    ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(agent=other)
+    runner = Runner()
+    _run(conversation, t0 + timedelta(seconds=17), runner)
+    assert runner.calls[0]["agent_id"] == other.pk != conversation.binding.agent_id

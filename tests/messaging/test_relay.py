@@ -327,6 +327,20 @@ def test_ycloud_send_shape(tenant_a):
 
 
 @respx.mock
+def test_ycloud_replies_from_the_number_the_customer_wrote_to(tenant_a):
+    """One YCloud account, two numbers: the reply leaves from the conversation's number, not FROM_NUMBER."""
+    for name, value in (("API_KEY", "yc-key-1"), ("WEBHOOK_SECRET", "s"), ("FROM_NUMBER", "+15550002222")):
+        set_tenant_credential(tenant_a.pk, "ycloud", name, value)
+    second_number = factories.binding(tenant_a, provider="ycloud", external_id="+15550003333")
+    conversation = factories.conversation(tenant_a, provider="ycloud", binding=second_number,
+                                          contact_external_id="5491100000010")
+    route = respx.post("https://ycloud.test/v2/whatsapp/messages").mock(
+        return_value=httpx.Response(200, json={"id": "yc-2", "status": "accepted"}))
+    assert _run(_queued(conversation)) == "sent"
+    assert httpx.Response(200, content=route.calls.last.request.content).json()["from"] == "+15550003333"
+
+
+@respx.mock
 def test_a_new_message_keeps_real_spacing_after_a_late_previous_send(wa_conversation):
     respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
         httpx.Response(200, json={"messages": [{"id": f"wamid.L{n}"}]}) for n in range(2)])

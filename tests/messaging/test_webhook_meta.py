@@ -302,11 +302,24 @@ class TestCachedBindingIsAlwaysRechecked:
         assert message.tenant_id == tenant_b.pk and message.conversation.tenant_id == tenant_b.pk
         assert message.conversation.binding_id == moved.pk
 
-    def test_a_new_agent_on_the_binding_is_used_at_once(self, anon, wa_binding):
-        from agents.models import Agent
+    def test_a_new_agent_on_the_binding_answers_new_and_existing_conversations_at_once(self, anon, wa_binding):
+        from datetime import timedelta
 
-        self._send(anon, wa_binding, "uno")
+        from django.utils import timezone
+
+        from agents.models import Agent
+        from agents.turns import TurnResult
+        from messaging.buffer import run_buffer
+
+        self._send(anon, wa_binding, "uno")  # a customer who wrote before the change
         agent = Agent.objects.for_tenant(wa_binding.tenant_id).create(tenant_id=wa_binding.tenant_id, name="Nuevo")
         ChannelBinding.dangerously_unscoped.filter(pk=wa_binding.pk).update(agent=agent)
-        post_meta(anon, whatsapp_text(wa_binding.external_id, "5491100000777", "hola"))
-        assert ChatMessage.dangerously_unscoped.get(text="hola").conversation.agent_id == agent.pk
+        post_meta(anon, whatsapp_text(wa_binding.external_id, "5491100000777", "hola"))  # a new one
+        conversations = ChatConversation.dangerously_unscoped.all()
+        assert len(conversations) == 2
+        for conversation in conversations:
+            turns = []
+            run_buffer(tenant_id=conversation.tenant_id, conversation_id=conversation.pk,
+                       clock=lambda: timezone.now() + timedelta(minutes=1),
+                       turn_runner=lambda **kwargs: turns.append(kwargs) or TurnResult(parts=["ok"]))
+            assert [turn["agent_id"] for turn in turns] == [agent.pk], conversation.contact_external_id
