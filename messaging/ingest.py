@@ -217,8 +217,11 @@ def _is_our_own(conversation: ChatConversation, event: HumanReply) -> bool:
     )
     if recent.filter(provider_message_id=event.provider_message_id).exists():
         return True
-    # The echo can arrive before the relay has recorded Chatwoot's id: match the text too.
-    return recent.filter(created_at__gte=timezone.now() - timedelta(minutes=10), text=event.text).exists()
+    # The echo can arrive before the relay has recorded Chatwoot's id: then match the text of a
+    # message still without one. Once every id is recorded, a person writing the same words as
+    # the bot did ("¡Gracias!") is a person, and pauses the bot.
+    return recent.filter(created_at__gte=timezone.now() - timedelta(minutes=10), text=event.text,
+                         provider_message_id__isnull=True).exists()
 
 
 def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
@@ -239,7 +242,9 @@ def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
         )
         if message is None:
             return None
-        conversation.bot_paused_until = now + timedelta(hours=settings.HUMAN_TAKEOVER_HOURS)
+        # A longer pause someone set (a week, say) is not shortened by a reply.
+        conversation.bot_paused_until = max(now + timedelta(hours=settings.HUMAN_TAKEOVER_HOURS),
+                                            conversation.bot_paused_until or now)
         conversation.last_message_at = now
         conversation.save(update_fields=["bot_paused_until", "last_message_at", "updated_at"])
         logger.info("Conversation %s: human reply in %s, bot paused until %s",

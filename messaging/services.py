@@ -91,15 +91,19 @@ def relay_message(*, tenant_id: int, to: str, text: str, provider: str, channel_
 
 
 def set_bot_paused(*, tenant_id: int, conversation_id, paused: bool, hours: float | None = None,
-                   human_mode: bool | None = None) -> ChatConversation:
-    """Pause the bot (for `hours`, default HUMAN_TAKEOVER_HOURS) or resume it (back to bot mode)."""
+                   human_mode: bool | None = None, extend_only: bool = False) -> ChatConversation:
+    """Pause the bot (for `hours`, default HUMAN_TAKEOVER_HOURS) or resume it (back to bot mode).
+    `extend_only`: a pause that already lasts longer is kept (a staff reply must not shorten it)."""
     with tenant_scope(tenant_id), transaction.atomic():
         conversation = ChatConversation.objects.select_for_update().filter(pk=conversation_id).first()
         if conversation is None:
             raise NotFound(ChatConversation, conversation_id)
         if paused:
             span = settings.HUMAN_TAKEOVER_HOURS if hours is None else hours
-            conversation.bot_paused_until = timezone.now() + timedelta(hours=span)
+            until = timezone.now() + timedelta(hours=span)
+            if extend_only and conversation.bot_paused_until and conversation.bot_paused_until > until:
+                until = conversation.bot_paused_until
+            conversation.bot_paused_until = until
             if human_mode:
                 conversation.status = ConversationStatus.HUMAN
         else:
@@ -120,7 +124,7 @@ def staff_reply(*, tenant_id: int, conversation_id, text: str, user=None) -> lis
             channel_source=conversation.channel_source, conversation_id=conversation.pk, role=Role.HUMAN,
             sent_by=user,
         )
-        set_bot_paused(tenant_id=tenant_id, conversation_id=conversation.pk, paused=True)
+        set_bot_paused(tenant_id=tenant_id, conversation_id=conversation.pk, paused=True, extend_only=True)
     return messages
 
 

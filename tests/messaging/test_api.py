@@ -109,3 +109,42 @@ def test_relay_rejects_what_it_cannot_deliver(api_a, tenant_a):
     assert chatwoot.status_code == 400 and "Chatwoot" in chatwoot.json()["detail"]
     bad = api_a.post("/messages/relay", {**RELAY, "provider": "telegram", "tenant_id": tenant_a.pk}, format="json")
     assert bad.status_code == 400 and "provider" in bad.json()["detail"]
+
+
+def test_a_staff_reply_does_not_shorten_a_longer_pause(api_a, tenant_a):
+    from datetime import timedelta
+
+    week = timezone.now() + timedelta(days=7)
+    conversation = factories.conversation(tenant_a, bot_paused_until=week)
+    assert api_a.post(f"/api/v1/conversations/{conversation.pk}/reply/", {"text": "Hola"},
+                      format="json").status_code == 202
+    conversation.refresh_from_db()
+    assert conversation.bot_paused_until == week
+
+
+@pytest.mark.parametrize("method,path", [
+    ("get", "/api/v1/conversations/{conversation}/"),
+    ("patch", "/api/v1/conversations/{conversation}/"),
+    ("get", "/api/v1/conversations/{conversation}/messages/"),
+    ("post", "/api/v1/conversations/{conversation}/reply/"),
+    ("post", "/api/v1/conversations/{conversation}/bot/"),
+    ("get", "/api/v1/messages/{message}/"),
+    ("post", "/api/v1/messages/{message}/retry/"),
+    ("get", "/api/v1/channels/{channel}/"),
+    ("patch", "/api/v1/channels/{channel}/"),
+    ("delete", "/api/v1/channels/{channel}/"),
+])
+def test_another_tenants_objects_answer_404_and_stay_untouched(api_a, tenant_b, method, path):
+    channel = factories.binding(tenant_b, provider="chatwoot", external_id="77")
+    conversation = factories.conversation(tenant_b, binding=channel)
+    message = factories.message(tenant_b, conversation=conversation)
+    url = path.format(conversation=conversation.pk, message=message.pk, channel=channel.pk)
+    body = {"text": "hola", "paused": True, "status": "closed", "is_active": False}
+    response = getattr(api_a, method)(url, body, format="json") if method != "get" else api_a.get(url)
+    assert response.status_code == 404, (url, response.status_code)
+    conversation.refresh_from_db()
+    channel.refresh_from_db()
+    message.refresh_from_db()
+    assert (conversation.status, conversation.bot_paused_until, channel.is_active, message.status) == (
+        "bot", None, True, "failed")
+    assert ChatMessage.dangerously_unscoped.count() == 1

@@ -79,6 +79,38 @@ def test_chatwoot_echo_of_our_own_reply_is_not_a_takeover(anon, cw_binding):
     assert ChatMessage.dangerously_unscoped.count() == 1
 
 
+def test_chatwoot_person_writing_the_bots_words_is_still_a_takeover(anon, cw_binding):
+    """Once our message's Chatwoot id is recorded, the same text from a person is the person."""
+    conversation = factories.conversation(cw_binding.tenant, provider="chatwoot", binding=cw_binding,
+                                          contact_external_id="5491100000000", external_chatwoot_id="345",
+                                          external_account_id="12")
+    factories.message(cw_binding.tenant, conversation=conversation, provider="chatwoot", status="sent", error="",
+                      text="¡Gracias!", provider_message_id="2001")
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=2002, content="¡Gracias!",
+                            message_type="outgoing", sender_type="user")
+    post_chatwoot(anon, cw_binding.webhook_token, body)
+    conversation.refresh_from_db()
+    assert conversation.bot_paused_until is not None
+    assert ChatMessage.dangerously_unscoped.filter(role="human", text="¡Gracias!").count() == 1
+
+
+def test_chatwoot_human_reply_does_not_shorten_a_longer_pause(anon, cw_binding, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.HUMAN_TAKEOVER_HOURS = 24
+    week = timezone.now() + timedelta(days=7)
+    conversation = factories.conversation(cw_binding.tenant, provider="chatwoot", binding=cw_binding,
+                                          contact_external_id="5491100000000", external_chatwoot_id="345",
+                                          external_account_id="12", bot_paused_until=week)
+    body = chatwoot_message(account_id=12, conversation_id=345, message_id=2003, content="Te ayudo yo",
+                            message_type="outgoing", sender_type="user")
+    post_chatwoot(anon, cw_binding.webhook_token, body)
+    conversation.refresh_from_db()
+    assert conversation.bot_paused_until == week
+
+
 def test_chatwoot_duplicates_by_delivery_header_and_message_id(anon, cw_binding):
     body = chatwoot_message(account_id=12, conversation_id=345, message_id=1005, content="hola")
     post_chatwoot(anon, cw_binding.webhook_token, body, delivery="d-1")
