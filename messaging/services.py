@@ -85,8 +85,9 @@ def relay_message(*, tenant_id: int, to: str, text: str, provider: str, channel_
             if to and to.lstrip("+") != conversation.contact_external_id.lstrip("+"):
                 raise MessagingError(f"'to' does not match the contact of conversation {conversation_id}.")
         else:
-            conversation = _conversation_for(tenant_id=tenant_id, to=to.lstrip("+") if provider != "chatwoot" else to,
-                                             provider=provider, channel_source=channel_source)
+            # Contacts are stored without the "+" (Chatwoot's phone numbers too; other ids have none).
+            conversation = _conversation_for(tenant_id=tenant_id, to=to.lstrip("+"), provider=provider,
+                                             channel_source=channel_source)
         return relay_parts(conversation=conversation, parts=[text], role=role, sent_by=sent_by)
 
 

@@ -111,6 +111,19 @@ def test_relay_rejects_what_it_cannot_deliver(api_a, tenant_a):
     assert bad.status_code == 400 and "provider" in bad.json()["detail"]
 
 
+def test_relay_to_a_chatwoot_contact_written_with_a_plus(api_a, tenant_a):
+    """Chatwoot's phone numbers are stored without the "+"; a caller may well write it."""
+    binding = factories.binding(tenant_a, provider="chatwoot", external_id="12")
+    conversation = factories.conversation(tenant_a, provider="chatwoot", binding=binding,
+                                          contact_external_id="5491100000001", external_chatwoot_id="345",
+                                          external_account_id="12")
+    response = api_a.post("/messages/relay", {**RELAY, "to": "+5491100000001", "provider": "chatwoot",
+                                              "tenant_id": tenant_a.pk}, format="json")
+    assert response.status_code == 202, response.content
+    message = ChatMessage.objects.for_tenant(tenant_a.pk).get(pk=response.json()["message_ids"][0])
+    assert message.conversation_id == conversation.pk
+
+
 def test_a_staff_reply_does_not_shorten_a_longer_pause(api_a, tenant_a):
     from datetime import timedelta
 
