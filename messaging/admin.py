@@ -13,10 +13,17 @@ from messaging.models import (
     DeliveryAttempt,
     InboundDelivery,
     MessageStatus,
+    Provider,
     WebhookCounter,
 )
 from messaging.serializers import webhook_url
-from tenants.admin_base import PlatformAdminOnly, TenantScopedAdmin, TenantScopedInline
+from tenants.admin_base import (
+    PlatformAdminOnly,
+    TenantScopedAdmin,
+    TenantScopedInline,
+    is_platform_admin,
+    request_tenant_id,
+)
 
 
 @admin.register(ChannelBinding)
@@ -29,6 +36,30 @@ class ChannelBindingAdmin(TenantScopedAdmin):
     @admin.display(description="Webhook URL")
     def webhook_url(self, obj):
         return webhook_url(obj) if obj and obj.pk else "(saved bindings show their URL)"
+
+    def get_form(self, request, obj=None, **kwargs):
+        """Tenant staff binding a Meta account by hand prove it is theirs, as through the API
+        (messaging.integrations.meta.verify_ownership); platform administrators are trusted."""
+        form_class = super().get_form(request, obj, **kwargs)
+        if is_platform_admin(request):
+            return form_class
+
+        class ProvenOwnership(form_class):
+            def clean(self):
+                data = super().clean()
+                claimed = (data.get("provider"), data.get("channel_source"), data.get("external_id"))
+                known = (self.instance.provider, self.instance.channel_source, self.instance.external_id)
+                if claimed[0] == Provider.META_DIRECT and all(claimed) and (self.instance.pk is None or claimed != known):
+                    from messaging.integrations.errors import ConnectError
+                    from messaging.integrations.meta import verify_ownership
+
+                    try:
+                        verify_ownership(request_tenant_id(request), channel_source=claimed[1], external_id=claimed[2])
+                    except ConnectError as exc:
+                        self.add_error("external_id", str(exc))
+                return data
+
+        return ProvenOwnership
 
 
 class MessageInline(TenantScopedInline):

@@ -51,7 +51,25 @@ class ChannelBindingSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"external_id": f"A {provider} channel with external id {external_id!r} is already bound."}
             )
+        channel_source = attrs.get("channel_source", getattr(self.instance, "channel_source", None))
+        claimed = (provider, channel_source, external_id)
+        unchanged = self.instance is not None and claimed == (
+            self.instance.provider, self.instance.channel_source, self.instance.external_id)
+        if provider == Provider.META_DIRECT and not unchanged:
+            proof_of_ownership(channel_source=channel_source, external_id=external_id)
         return attrs
+
+
+def proof_of_ownership(*, channel_source: str, external_id: str) -> None:
+    """A Meta account bound by hand must be the tenant's (messaging.integrations.meta.verify_ownership)."""
+    from messaging.integrations.errors import ConnectError
+    from messaging.integrations.meta import verify_ownership
+    from tenants.scoping import require_tenant_id
+
+    try:
+        verify_ownership(require_tenant_id(), channel_source=channel_source, external_id=external_id)
+    except ConnectError as exc:
+        raise serializers.ValidationError({"external_id": str(exc)}) from None
 
 
 class MessageSerializer(serializers.ModelSerializer):

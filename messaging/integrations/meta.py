@@ -221,3 +221,50 @@ def connect(*, tenant_id: int, code: str, redirect_uri: str, page_ids: list[str]
                                  for n in numbers], "problem": whatsapp_problem},
         "bindings": bindings,
     }
+
+
+# --- bindings made by hand (API, admin) --------------------------------------------------------
+
+def verify_ownership(tenant_id: int, *, channel_source: str, external_id: str) -> None:
+    """Raise ConnectError unless the tenant's own Meta credentials control this account.
+
+    Meta routes every delivery to the one app-level webhook, and a binding is what sends it to a
+    tenant: whoever binds a page id first receives that page's customers. Page and Instagram ids
+    are public, so a binding typed in by hand must prove itself the way Connect with Meta does: the
+    tenant's page token must be that page's (or that Instagram account's page's), and its WhatsApp
+    token must reach that phone number id."""
+    if channel_source == ChannelSource.WHATSAPP:
+        token = vault.get_optional_credential(tenant_id, "whatsapp_cloud", "ACCESS_TOKEN")
+        if not token:
+            raise ConnectError("Store this tenant's whatsapp_cloud ACCESS_TOKEN first (or use Connect with Meta): "
+                               "it proves the WhatsApp number is yours.", code="ownership_unproven")
+        body = graph("GET", external_id, step=f"reading WhatsApp number {external_id} with your access token",
+                     params={"access_token": token, "fields": "id,display_phone_number"})
+        if str(body.get("id", "")) != external_id:
+            raise ConnectError(f"Meta did not confirm WhatsApp number {external_id} for your access token.",
+                               code="ownership_unproven")
+        return
+    token = _page_token_for(tenant_id, external_id)
+    if not token:
+        raise ConnectError("Use Connect with Meta (or store the meta PAGE_TOKEN of this page): it proves the "
+                           f"{channel_source} account is yours.", code="ownership_unproven")
+    fields = "id,instagram_business_account" if channel_source == ChannelSource.INSTAGRAM else "id"
+    body = graph("GET", "me", step="reading the page of your page token", params={"access_token": token,
+                                                                               "fields": fields})
+    owned = (str((body.get("instagram_business_account") or {}).get("id", ""))
+             if channel_source == ChannelSource.INSTAGRAM else str(body.get("id", "")))
+    if owned != external_id:
+        raise ConnectError(f"Your page token is not for {channel_source} account {external_id}; use Connect with "
+                           "Meta to bind the pages you manage.", code="ownership_unproven")
+
+
+def _page_token_for(tenant_id: int, external_id: str) -> str:
+    mapping = vault.get_optional_credential(tenant_id, "meta", "PAGE_TOKENS")
+    if mapping:
+        try:
+            token = json.loads(mapping).get(external_id)
+        except (ValueError, AttributeError):
+            token = None
+        if token:
+            return token
+    return vault.get_optional_credential(tenant_id, "meta", "PAGE_TOKEN") or ""

@@ -3,12 +3,17 @@ retry, and POST /messages/relay authentication."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
+import respx
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from messaging.models import ChannelBinding, ChatMessage, DeliveryLane
 from tests.messaging import factories
+from vault.credentials import set_tenant_credential
+
+GRAPH = "https://graph.test/v23.0"
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +26,12 @@ def test_channel_crud_shows_webhook_url(api_a, tenant_a, settings):
     body = created.json()
     binding = ChannelBinding.objects.for_tenant(tenant_a.pk).get()
     assert body["webhook_url"] == f"https://platform.example/webhooks/chatwoot/{binding.webhook_token}/"
-    meta = api_a.post("/api/v1/channels/", {"provider": "meta_direct", "channel_source": "instagram",
-                                            "external_id": "IG1"}, format="json").json()
+    set_tenant_credential(tenant_a.pk, "meta", "PAGE_TOKEN", "page-token-a")
+    with respx.mock:
+        respx.get(f"{GRAPH}/me").mock(return_value=httpx.Response(
+            200, json={"id": "PAGE1", "instagram_business_account": {"id": "IG1"}}))
+        meta = api_a.post("/api/v1/channels/", {"provider": "meta_direct", "channel_source": "instagram",
+                                                "external_id": "IG1"}, format="json").json()
     assert meta["webhook_url"] == "https://platform.example/webhooks/meta/"
     assert api_a.patch(f"/api/v1/channels/{body['id']}/", {"is_active": False}, format="json").status_code == 200
     assert len(api_a.get("/api/v1/channels/").json()["results"]) == 2
@@ -33,6 +42,45 @@ def test_channel_external_id_is_unique_across_tenants(api_a, tenant_b):
     response = api_a.post("/api/v1/channels/", {"provider": "meta_direct", "channel_source": "whatsapp",
                                                 "external_id": "PN1"}, format="json")
     assert response.status_code == 400 and "already bound" in response.json()["detail"]
+
+
+def _bind(api, channel_source, external_id):
+    return api.post("/api/v1/channels/", {"provider": "meta_direct", "channel_source": channel_source,
+                                          "external_id": external_id}, format="json")
+
+
+@respx.mock
+def test_a_meta_account_bound_by_hand_must_be_the_tenants(api_a, tenant_a):
+    """Meta routes by account id alone, and page ids are public: a tenant binding someone else's
+    page would receive that shop's customers. The tenant's own tokens must reach the account."""
+    no_token = _bind(api_a, "whatsapp", "PN-THEIRS")
+    assert no_token.status_code == 400 and "ACCESS_TOKEN" in no_token.json()["detail"]
+    set_tenant_credential(tenant_a.pk, "whatsapp_cloud", "ACCESS_TOKEN", "wa-token-a")
+    respx.get(f"{GRAPH}/PN-THEIRS").mock(return_value=httpx.Response(400, json={"error": {
+        "message": "Unsupported get request. Object with ID 'PN-THEIRS' does not exist, cannot be loaded due to "
+                   "missing permissions, or does not support this operation.", "type": "GraphMethodException",
+        "code": 100, "error_subcode": 33}}))
+    theirs = _bind(api_a, "whatsapp", "PN-THEIRS")
+    assert theirs.status_code == 400 and "PN-THEIRS" in theirs.json()["detail"]
+    mine = respx.get(f"{GRAPH}/PN-MINE").mock(return_value=httpx.Response(
+        200, json={"id": "PN-MINE", "display_phone_number": "+1 555 000 1111"}))
+    assert _bind(api_a, "whatsapp", "PN-MINE").status_code == 201
+    assert mine.calls.last.request.url.params["access_token"] == "wa-token-a"
+
+    set_tenant_credential(tenant_a.pk, "meta", "PAGE_TOKEN", "page-token-a")
+    respx.get(f"{GRAPH}/me").mock(return_value=httpx.Response(200, json={"id": "PAGE-MINE"}))
+    other_page = _bind(api_a, "facebook", "PAGE-OF-ANOTHER-SHOP")
+    assert other_page.status_code == 400 and "not for facebook account" in other_page.json()["detail"]
+    page = _bind(api_a, "facebook", "PAGE-MINE")
+    assert page.status_code == 201
+    assert list(ChannelBinding.objects.for_tenant(tenant_a.pk).order_by("id").values_list("external_id", flat=True)) == [
+        "PN-MINE", "PAGE-MINE"]
+    calls = len(respx.calls)
+    assert api_a.patch(f"/api/v1/channels/{page.json()['id']}/", {"is_active": False}, format="json").status_code == 200
+    assert len(respx.calls) == calls  # nothing claimed anew, nothing to prove
+    moved = api_a.patch(f"/api/v1/channels/{page.json()['id']}/", {"external_id": "PAGE-OF-ANOTHER-SHOP"},
+                        format="json")
+    assert moved.status_code == 400
 
 
 def test_conversation_filters_search_and_message_cursor(api_a, tenant_a, tenant_b):
@@ -161,3 +209,17 @@ def test_another_tenants_objects_answer_404_and_stay_untouched(api_a, tenant_b, 
     assert (conversation.status, conversation.bot_paused_until, channel.is_active, message.status) == (
         "bot", None, True, "failed")
     assert ChatMessage.dangerously_unscoped.count() == 1
+
+
+@respx.mock
+def test_tenant_staff_binding_a_meta_account_in_the_admin_must_prove_it(client, user_a, tenant_a):
+    client.force_login(user_a)
+    form = {"provider": "meta_direct", "channel_source": "facebook", "external_id": "PAGE-OF-ANOTHER-SHOP",
+            "is_active": "on"}
+    refused = client.post("/admin/messaging/channelbinding/add/", form)
+    assert refused.status_code == 200 and "Connect with Meta" in refused.content.decode()
+    assert not ChannelBinding.objects.for_tenant(tenant_a.pk).exists()
+    set_tenant_credential(tenant_a.pk, "meta", "PAGE_TOKEN", "page-token-a")
+    respx.get(f"{GRAPH}/me").mock(return_value=httpx.Response(200, json={"id": "PAGE-MINE"}))
+    assert client.post("/admin/messaging/channelbinding/add/", {**form, "external_id": "PAGE-MINE"}).status_code == 302
+    assert ChannelBinding.objects.for_tenant(tenant_a.pk).get().external_id == "PAGE-MINE"
