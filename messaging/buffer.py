@@ -30,7 +30,7 @@ from tenants.scoping import tenant_scope
 
 logger = logging.getLogger(__name__)
 
-WHATSAPP_WINDOW = timedelta(hours=24)
+MESSAGING_WINDOW = timedelta(hours=24)  # WhatsApp, Messenger, Instagram: replies within 24 h of the customer
 
 
 BUFFER_LOCK_PREFIX = "buffer:"
@@ -139,10 +139,13 @@ def skip_reason(conversation: ChatConversation, now) -> str:
         return f"Agent {agent_id} no longer exists."
     if not agent["is_active"]:
         return f"Agent {agent_id} is inactive."
-    if conversation.channel_source == "whatsapp" and (
-        conversation.last_inbound_at is None or now - conversation.last_inbound_at > WHATSAPP_WINDOW
-    ):
-        return "WhatsApp 24-hour window is closed; only template messages may be sent."
+    if conversation.last_inbound_at is None or now - conversation.last_inbound_at > MESSAGING_WINDOW:
+        # Messenger and Instagram have the same 24-hour standard messaging window as WhatsApp.
+        if conversation.channel_source == "whatsapp":
+            return "WhatsApp 24-hour window is closed; only template messages may be sent."
+        if conversation.channel_source in ("facebook", "instagram"):
+            return (f"{conversation.get_channel_source_display()} 24-hour window is closed; "
+                    "only tagged messages may be sent.")
     return ""
 
 

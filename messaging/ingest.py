@@ -23,6 +23,7 @@ from messaging.models import (
     ChannelBinding,
     ChatConversation,
     ChatMessage,
+    ConversationStatus,
     Direction,
     MessageStatus,
     Role,
@@ -158,6 +159,9 @@ def store_inbound(*, conversation: ChatConversation, provider: str, event: Inbou
     if event.triggers_turn:
         conversation.buffer_due_at = buffer.due_time(now, buffer_seconds)
         fields.append("buffer_due_at")
+        if conversation.status == ConversationStatus.CLOSED:  # a new question opens it again
+            conversation.status = ConversationStatus.BOT
+            fields.append("status")
         buffer.ensure_buffer_job(conversation, conversation.buffer_due_at)
     conversation.save(update_fields=fields)
     events.message_created(message)

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 # Characters per message each channel accepts; longer text is split on word boundaries.
 CHANNEL_LIMITS = {"whatsapp": 4096, "facebook": 2000, "instagram": 1000, "playground": 4096}
+LIMITS_IN_BYTES = {"instagram"}  # Meta: Instagram text "must be UTF-8 and under 1000 bytes"
 # Dispatchers hold pg_advisory_lock(LOCK_CLASS, <their id>) while they live; NOTIFY on
 # WAKE_CHANNEL tells them a lane is due now (they also poll every RELAY_POLL_SECONDS).
 LOCK_CLASS = 0x52454C41
@@ -67,14 +68,22 @@ def new_owner_id() -> int:
     return secrets.randbelow(2**31 - 2) + 1
 
 
-def split_text(text: str, limit: int) -> list[str]:
-    """Split on paragraph, line, sentence or word boundaries; never lose a character."""
+def split_text(text: str, limit: int, *, in_bytes: bool = False) -> list[str]:
+    """Split on paragraph, line, sentence or word boundaries; never lose a character. `in_bytes`:
+    the limit counts UTF-8 bytes (Instagram's does: an accented or emoji-rich reply reaches 1,000
+    bytes long before 1,000 characters)."""
+    def size(value: str) -> int:
+        return len(value.encode()) if in_bytes else len(value)
+
+    def head(value: str) -> str:  # the longest prefix within the limit
+        return value.encode()[:limit].decode("utf-8", "ignore") if in_bytes else value[:limit]
+
     text = text.strip()
     parts: list[str] = []
-    while len(text) > limit:
-        window = text[:limit]
+    while size(text) > limit:
+        window = head(text)
         cut = max(window.rfind(sep) for sep in ("\n\n", "\n", ". ", " "))
-        cut = cut + 1 if cut > limit // 2 else limit
+        cut = cut + 1 if cut > len(window) // 2 else len(window)
         parts.append(text[:cut].strip())
         text = text[cut:].strip()
     if text:
@@ -155,7 +164,7 @@ def relay_parts(*, conversation, parts: list[str], role: str, sent_by=None, turn
     messages = []
     with tenant_scope(conversation.tenant_id), transaction.atomic():
         for part in parts:
-            for chunk in split_text(part, limit):
+            for chunk in split_text(part, limit, in_bytes=conversation.channel_source in LIMITS_IN_BYTES):
                 message = ChatMessage.objects.create(
                     tenant_id=conversation.tenant_id, conversation=conversation, direction=Direction.OUT, role=role,
                     text=chunk, provider=conversation.provider, status=MessageStatus.QUEUED, sent_by=sent_by,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 from django.db import IntegrityError, connection, models, transaction
 
-from messaging.models import ChannelBinding, ChatConversation, ChatMessage
+from messaging.models import ChannelBinding, ChatConversation, ChatMessage, ConversationStatus
 
 
 # Field types whose Python value psycopg adapts as it is (Django's get_db_prep_save only checks
@@ -64,7 +64,9 @@ def insert_message_once(message: ChatMessage) -> ChatMessage | None:
     return message
 
 
-# On conflict: keep known values unless the delivery brings new ones; times only move forward.
+# On conflict: keep known values unless the delivery brings new ones; times only move forward (a
+# delivery processed late, after retries, must not bring the buffer's due time back). A customer
+# message (it brings a due time) opens a closed conversation again, to the bot: a new question.
 _CONVERSATION_UPDATE = """
     binding_id = EXCLUDED.binding_id,
     contact_name = COALESCE(NULLIF(EXCLUDED.contact_name, ''), t.contact_name),
@@ -72,9 +74,10 @@ _CONVERSATION_UPDATE = """
     external_account_id = COALESCE(NULLIF(EXCLUDED.external_account_id, ''), t.external_account_id),
     last_inbound_at = GREATEST(t.last_inbound_at, EXCLUDED.last_inbound_at),
     last_message_at = GREATEST(t.last_message_at, EXCLUDED.last_message_at),
-    buffer_due_at = COALESCE(EXCLUDED.buffer_due_at, t.buffer_due_at),
+    buffer_due_at = GREATEST(t.buffer_due_at, EXCLUDED.buffer_due_at),
+    status = CASE WHEN t.status = '{closed}' AND EXCLUDED.buffer_due_at IS NOT NULL THEN '{bot}' ELSE t.status END,
     updated_at = EXCLUDED.updated_at
-"""
+""".format(closed=ConversationStatus.CLOSED, bot=ConversationStatus.BOT)
 
 
 def upsert_conversation_row(conversation: ChatConversation) -> ChatConversation:

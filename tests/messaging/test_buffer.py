@@ -345,3 +345,52 @@ def test_a_conversation_set_to_another_agent_keeps_it(burst, tenant_a):
     runner = Runner()
     _run(conversation, t0 + timedelta(seconds=17), runner)
     assert runner.calls[0]["agent_id"] == other.pk != conversation.binding.agent_id
+
+
+def test_a_customer_writing_to_a_closed_conversation_opens_it_again(anon, burst):
+    conversation, t0 = burst
+    _run(conversation, t0 + timedelta(seconds=17), Runner())
+    ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(status="closed")
+    post_meta(anon, whatsapp_text(conversation.binding.external_id, "5491100000001", "otra consulta"))
+    conversation.refresh_from_db()
+    assert conversation.status == "bot"
+    runner = Runner()
+    assert _run(conversation, conversation.buffer_due_at + timedelta(seconds=1), runner).startswith("answered 1")
+    assert runner.calls[0]["user_text"] == "otra consulta"
+
+
+def test_a_reaction_does_not_open_a_closed_conversation(anon, burst):
+    conversation, _ = burst
+    ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(status="closed")
+    body = whatsapp_text(conversation.binding.external_id, "5491100000001", "x")
+    message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    del message["text"]
+    message.update(type="reaction", reaction={"message_id": "wamid.any", "emoji": "👍"})
+    post_meta(anon, body)
+    conversation.refresh_from_db()
+    assert conversation.status == "closed"
+
+
+def test_a_delivery_processed_late_does_not_bring_the_wait_back(anon, burst):
+    from messaging import ingest
+    from messaging.models import ChannelBinding
+    from messaging.webhooks.normalized import InboundMessage
+
+    conversation, t0 = burst
+    due = conversation.buffer_due_at
+    binding = ChannelBinding.dangerously_unscoped.get(pk=conversation.binding_id)
+    late = InboundMessage(route_key=binding.external_id, channel_source="whatsapp", contact_id="5491100000001",
+                          provider_message_id="wamid.late", text="llegué tarde")
+    ingest.record_inbound_many([(binding, late, t0 - timedelta(minutes=5))])  # received long ago, retried now
+    conversation.refresh_from_db()
+    assert conversation.buffer_due_at == due
+
+
+@pytest.mark.parametrize("channel", ["facebook", "instagram"])
+def test_messenger_and_instagram_windows_close_after_24_hours_too(burst, channel):
+    conversation, t0 = burst
+    ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(
+        channel_source=channel, last_inbound_at=t0 - timedelta(hours=25))
+    runner = Runner()
+    assert "24-hour window is closed" in _run(conversation, t0 + timedelta(seconds=17), runner)
+    assert runner.calls == []

@@ -118,8 +118,9 @@ def test_messenger_and_instagram_end_to_end(anon, tenant_a, agent_a, model_a, ki
     route = respx.post(f"{GRAPH}/me/messages").mock(
         return_value=httpx.Response(200, json={"recipient_id": "PSID1", "message_id": "m_reply"}))
     model_a.push(Reply.text(f"Hola por {channel}"))
-    post_meta(anon, {"object": kind, "entry": [{"id": "ACC1", "time": 1, "messaging": [
-        {"sender": {"id": "PSID1"}, "recipient": {"id": "ACC1"}, "timestamp": 1732500000000,
+    sent_ms = int(timezone.now().timestamp() * 1000)  # Messenger's milliseconds; the 24 h window runs from it
+    post_meta(anon, {"object": kind, "entry": [{"id": "ACC1", "time": sent_ms, "messaging": [
+        {"sender": {"id": "PSID1"}, "recipient": {"id": "ACC1"}, "timestamp": sent_ms,
          "message": {"mid": f"mid-{channel}", "text": "hola"}}]}]})
     _answer_and_deliver(ChatConversation.dangerously_unscoped.get())
     assert _texts(route) == [f"Hola por {channel}"]
