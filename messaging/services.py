@@ -119,6 +119,8 @@ def set_bot_paused(*, tenant_id: int, conversation_id, paused: bool, hours: floa
 def staff_reply(*, tenant_id: int, conversation_id, text: str, user=None) -> list[ChatMessage]:
     """A staff member answers: stored as role human, sent through the relay, the bot pauses."""
     conversation = get_conversation(tenant_id, conversation_id)
+    if conversation.status == ConversationStatus.CLOSED:  # as in the live pane (messaging/live/actions.py)
+        raise MessagingError(f"Conversation {conversation.pk} is closed; reopen it before replying.")
     with transaction.atomic():
         messages = relay_message(
             tenant_id=tenant_id, to=conversation.contact_external_id, text=text, provider=conversation.provider,

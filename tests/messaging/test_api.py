@@ -223,3 +223,13 @@ def test_tenant_staff_binding_a_meta_account_in_the_admin_must_prove_it(client, 
     respx.get(f"{GRAPH}/me").mock(return_value=httpx.Response(200, json={"id": "PAGE-MINE"}))
     assert client.post("/admin/messaging/channelbinding/add/", {**form, "external_id": "PAGE-MINE"}).status_code == 302
     assert ChannelBinding.objects.for_tenant(tenant_a.pk).get().external_id == "PAGE-MINE"
+
+
+def test_a_closed_conversation_is_reopened_before_staff_reply_to_it(api_a, tenant_a):
+    conversation = factories.conversation(tenant_a, status="closed")
+    refused = api_a.post(f"/api/v1/conversations/{conversation.pk}/reply/", {"text": "Hola"}, format="json")
+    assert refused.status_code == 400 and "closed" in refused.json()["detail"]
+    assert not ChatMessage.objects.for_tenant(tenant_a.pk).exists()
+    assert api_a.patch(f"/api/v1/conversations/{conversation.pk}/", {"status": "human"}, format="json").status_code == 200
+    assert api_a.post(f"/api/v1/conversations/{conversation.pk}/reply/", {"text": "Hola"},
+                      format="json").status_code == 202
