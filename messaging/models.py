@@ -49,7 +49,14 @@ class ChannelBinding(TenantScopedModel):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["provider", "external_id"], name="channel_binding_provider_external_unique")
+            # Meta ids and phone numbers are global: one tenant per account (they route deliveries).
+            models.UniqueConstraint(fields=["provider", "external_id"], condition=~Q(provider="chatwoot"),
+                                    name="channel_binding_provider_external_unique"),
+            # Chatwoot account ids are per installation: every self-hosted Chatwoot starts at account
+            # 1, so two shops with their own Chatwoot share ids. Its deliveries route by the
+            # binding's webhook token, so the id only has to be unique within a tenant.
+            models.UniqueConstraint(fields=["tenant", "provider", "external_id"], condition=Q(provider="chatwoot"),
+                                    name="channel_binding_chatwoot_account_unique"),
         ]
 
     def __str__(self) -> str:

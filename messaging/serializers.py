@@ -45,6 +45,10 @@ class ChannelBindingSerializer(serializers.ModelSerializer):
         provider = attrs.get("provider", getattr(self.instance, "provider", None))
         external_id = attrs.get("external_id", getattr(self.instance, "external_id", None))
         clash = ChannelBinding.dangerously_unscoped.filter(provider=provider, external_id=external_id)
+        if provider == Provider.CHATWOOT:  # account ids repeat across Chatwoot installations
+            from tenants.scoping import require_tenant_id
+
+            clash = clash.filter(tenant_id=require_tenant_id())
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():

@@ -233,3 +233,14 @@ def test_a_closed_conversation_is_reopened_before_staff_reply_to_it(api_a, tenan
     assert api_a.patch(f"/api/v1/conversations/{conversation.pk}/", {"status": "human"}, format="json").status_code == 200
     assert api_a.post(f"/api/v1/conversations/{conversation.pk}/reply/", {"text": "Hola"},
                       format="json").status_code == 202
+
+
+def test_two_shops_with_their_own_chatwoot_can_both_bind_account_1(api_a, api_b, tenant_a, tenant_b):
+    """Every self-hosted Chatwoot starts at account 1; deliveries route by each binding's token."""
+    body = {"provider": "chatwoot", "channel_source": "whatsapp", "external_id": "1"}
+    first = api_a.post("/api/v1/channels/", body, format="json")
+    second = api_b.post("/api/v1/channels/", body, format="json")
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["webhook_url"] != second.json()["webhook_url"]
+    again = api_a.post("/api/v1/channels/", body, format="json")
+    assert again.status_code == 400 and "already bound" in again.json()["detail"]

@@ -203,3 +203,13 @@ def test_ycloud_unexpected_shape_is_200(anon, yc_binding):
     response = post_ycloud(anon, yc_binding.webhook_token, {"something": "else"}, secret="yc-secret")
     assert response.status_code == 200
     assert not ChatConversation.dangerously_unscoped.exists()
+
+
+def test_two_chatwoot_installations_with_the_same_account_id_route_by_token(anon, tenant_a, tenant_b):
+    a = factories.binding(tenant_a, provider="chatwoot", channel_source="whatsapp", external_id="1")
+    b = factories.binding(tenant_b, provider="chatwoot", channel_source="whatsapp", external_id="1")
+    for binding, text in ((a, "hola A"), (b, "hola B")):
+        body = chatwoot_message(account_id=1, conversation_id=7, message_id=9001, content=text)
+        assert post_chatwoot(anon, binding.webhook_token, body).status_code == 200
+    stored = {m.tenant_id: m.text for m in ChatMessage.dangerously_unscoped.all()}
+    assert stored == {tenant_a.pk: "hola A", tenant_b.pk: "hola B"}
