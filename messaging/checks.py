@@ -16,3 +16,15 @@ def check_meta_app_secret(app_configs=None, **kwargs):
         hint="Set META_APP_SECRET to the Meta app's secret (App settings > Basic), e.g. in .env.",
         id="messaging.W001",
     )]
+
+
+@register("messaging")
+def check_internal_secret(app_configs=None, **kwargs):
+    if settings.INTERNAL_SECRET_KEY:
+        return []
+    return [Warning(
+        "INTERNAL_SECRET_KEY is not set: POST /messages/relay refuses every X-Internal-Secret caller "
+        "(401); only tenant users' tokens are accepted.",
+        hint="Set INTERNAL_SECRET_KEY to a long random value shared with the services that call the relay.",
+        id="messaging.W002",
+    )]

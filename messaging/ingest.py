@@ -224,8 +224,11 @@ def _is_our_own(conversation: ChatConversation, event: HumanReply) -> bool:
     # The echo can arrive before the relay has recorded Chatwoot's id: then match the text of a
     # message still without one. Once every id is recorded, a person writing the same words as
     # the bot did ("¡Gracias!") is a person, and pauses the bot.
-    return recent.filter(created_at__gte=timezone.now() - timedelta(minutes=10), text=event.text,
-                         provider_message_id__isnull=True).exists()
+    # (still queued, i.e. in flight, however old it is: a retried message leaves late; or sent
+    # in the last ten minutes without an id).
+    in_flight = Q(status=MessageStatus.QUEUED)
+    just_sent = Q(sent_at__gte=timezone.now() - timedelta(minutes=10), provider_message_id__isnull=True)
+    return recent.filter(in_flight | just_sent, text=event.text).exists()
 
 
 def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):

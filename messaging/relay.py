@@ -47,7 +47,7 @@ from messaging.models import (
     Direction,
     MessageStatus,
 )
-from messaging.providers import DeliveryError, get_provider
+from messaging.providers import DeliveryError, SendResult, get_provider
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger(__name__)
@@ -247,7 +247,10 @@ def _backoff_seconds(attempt: int, retry_after: float | None) -> float:
     base = settings.RELAY_RETRY_BASE_SECONDS * (2 ** (attempt - 1))
     delay = min(base, settings.RELAY_RETRY_MAX_SECONDS)
     delay = delay * random.uniform(0.5, 1.0)  # jitter: retries of many messages do not stampede
-    return max(delay, retry_after or 0)
+    # The provider's Retry-After is honoured up to the longest backoff: a day's wait (or an absurd
+    # one) would park the message and everything after it to that customer, unseen; this way it
+    # fails visibly after its attempts, with the retry action.
+    return max(delay, min(retry_after or 0, settings.RELAY_RETRY_MAX_SECONDS))
 
 
 _LOAD_SQL: str | None = None
@@ -357,10 +360,19 @@ def release_claim(lane_id: int, owner: int, *, delay: float) -> None:
         )
 
 
+# Claims of one message beyond its retries: each attempt whose result could not be recorded (the
+# database gone mid-record) is counted too, and past this the message fails instead of looping.
+UNRECORDED_ATTEMPTS_ALLOWED = 3
+
+
 def send_claim(claim: Claim, owner: int) -> Outcome:
     """Send a prepared lane's message and record the result (which moves the lane on)."""
     message = claim.message
     with tenant_scope(message.tenant_id):
+        if message.attempts > settings.RELAY_MAX_ATTEMPTS + UNRECORDED_ATTEMPTS_ALLOWED:
+            error = DeliveryError(f"Stopped after {message.attempts - 1} attempts whose results could not all be "
+                                  "recorded (see the worker's log); retry it once that is fixed.", retryable=False)
+            return _record(claim, owner, None, error, 0)
         provider = get_provider(message.provider)
         clock = time.monotonic()
         try:
@@ -372,7 +384,16 @@ def send_claim(claim: Claim, owner: int) -> Outcome:
             logger.exception("Provider %s crashed sending message %s", message.provider, message.pk)
             result, error = None, DeliveryError(f"{type(exc).__name__}: {exc}", retryable=False)
         duration = int((time.monotonic() - clock) * 1000)
-        return _record(claim, owner, result, error, duration)
+        try:
+            return _record(claim, owner, result, error, duration)
+        except Exception:
+            if error is not None:
+                raise  # nothing left: the lane is released and the message tried again
+            # It left. Whatever stopped the record (the provider's id clashing with a row written
+            # meanwhile, say), it must not be sent again: record it as sent without the id.
+            logger.exception("Message %s was sent but could not be recorded with its provider id; "
+                             "recording it without", message.pk)
+            return _record(claim, owner, SendResult("", result.http_status), None, duration)
 
 
 # The attempt's result, in every outcome's statement. Its start is the database's time of the
@@ -450,7 +471,7 @@ def _record(claim: Claim, owner: int, result, error, duration) -> Outcome:
         # The lane row is locked by the first statement; the hand-over is the second. Spacing
         # counts from the last real send (a failed message did not leave).
         _hand_over(claim.lane_id, owner, spacing=spacing_for(claim.provider),
-                   status_event=events.message_status_payload(message))
+                   status_event=events.message_status_payload(message) if stored is not None else None)
     if error is not None:
         logger.error("Message %s failed after %s attempt(s): %s", message.pk, message.attempts, error.detail)
     return Outcome(message.status, message.error, message.pk)

@@ -114,12 +114,17 @@ class BotInput(serializers.Serializer):
 
 
 class RelayInput(serializers.Serializer):
-    to = serializers.CharField(max_length=160, required=False, allow_blank=True, default="")
+    to = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")  # contact ids: 120
     text = serializers.CharField(max_length=20000)
     provider = serializers.ChoiceField(choices=[Provider.META_DIRECT, Provider.CHATWOOT, Provider.YCLOUD])
     channel_source = serializers.ChoiceField(choices=["whatsapp", "instagram", "facebook"])
     tenant_id = serializers.IntegerField()
     conversation_id = serializers.IntegerField(required=False, allow_null=True)
+
+    def validate_to(self, value):
+        if value and (not value.lstrip("+") or any(ch.isspace() or ord(ch) < 32 for ch in value)):
+            raise serializers.ValidationError("'to' must be a phone number or a contact id, without spaces.")
+        return value
 
     def validate(self, attrs):
         if not attrs.get("to") and not attrs.get("conversation_id"):

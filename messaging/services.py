@@ -121,7 +121,10 @@ def staff_reply(*, tenant_id: int, conversation_id, text: str, user=None) -> lis
     conversation = get_conversation(tenant_id, conversation_id)
     if conversation.status == ConversationStatus.CLOSED:  # as in the live pane (messaging/live/actions.py)
         raise MessagingError(f"Conversation {conversation.pk} is closed; reopen it before replying.")
-    with transaction.atomic():
+    with tenant_scope(tenant_id), transaction.atomic():
+        # The conversation row first, then the lane (in relay_message), as the buffer's turn does:
+        # two replies at once then wait for each other instead of deadlocking.
+        ChatConversation.objects.select_for_update().filter(pk=conversation.pk).first()
         messages = relay_message(
             tenant_id=tenant_id, to=conversation.contact_external_id, text=text, provider=conversation.provider,
             channel_source=conversation.channel_source, conversation_id=conversation.pk, role=Role.HUMAN,

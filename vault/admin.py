@@ -4,7 +4,7 @@ from django.contrib import admin
 from tenants.admin_base import TenantScopedAdmin
 from vault import credentials as vault
 from vault.models import Credential
-from vault.schemas import CATEGORY_SCHEMAS, UnknownCredential, validate_name
+from vault.schemas import CATEGORY_SCHEMAS, UnknownCredential, check_value, validate_name
 
 
 class CredentialForm(forms.ModelForm):
@@ -20,6 +20,13 @@ class CredentialForm(forms.ModelForm):
     class Meta:
         model = Credential
         fields = ["category", "name", "expires_at"]
+
+    def clean_new_value(self):
+        value = self.cleaned_data.get("new_value")
+        try:
+            return check_value(value) if value else value
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean(self):
         cleaned = super().clean()

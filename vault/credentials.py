@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from vault.logging import register_secret
 from vault.models import Credential
-from vault.schemas import CATEGORY_LABELS, CATEGORY_SCHEMAS, validate_name
+from vault.schemas import CATEGORY_LABELS, CATEGORY_SCHEMAS, check_value, validate_name
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,10 @@ def set_tenant_credential(
     validate_name(category, name)
     if value is None or not str(value).strip():
         raise ValueError(f"Credential {category}/{name} needs a non-empty value.")
+    try:
+        value = check_value(value)
+    except ValueError as exc:
+        raise ValueError(f"Credential {category}/{name}: {exc}") from None
     with transaction.atomic():
         existing = (
             Credential.objects.for_tenant(tenant_id).select_for_update().filter(category=category, name=name).first()

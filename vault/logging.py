@@ -6,6 +6,7 @@ provider echoes a key back in an error, the log line still shows only its masked
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -19,10 +20,16 @@ _MAX_TRACKED = 10_000
 def register_secret(value: str) -> None:
     if not value or len(value) < 8:
         return
+    values = {value}
+    if value.startswith("{"):  # a JSON map of tokens (meta PAGE_TOKENS): each token alone is a secret too
+        try:
+            values |= {v for v in json.loads(value).values() if isinstance(v, str) and len(v) >= 8}
+        except (ValueError, AttributeError):
+            pass
     with _lock:
-        if len(_secrets) >= _MAX_TRACKED:
+        if len(_secrets) + len(values) > _MAX_TRACKED:
             _secrets.clear()
-        _secrets.add(value)
+        _secrets.update(values)
 
 
 def redact(text: str) -> str:

@@ -94,3 +94,12 @@ def mask(value: str, *, secret: bool = True) -> str:
     if len(value) <= 8:
         return "…" + value[-2:] if len(value) > 4 else "…"
     return f"{value[:3]}…{value[-4:]}"
+
+
+def check_value(value: str) -> str:
+    """A credential's value as stored: trimmed, one line. Tokens go into HTTP headers, where a
+    line break makes the request fail with an error that quotes the token."""
+    value = str(value).strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("The value must be one line without control characters (line breaks, tabs).")
+    return value

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from vault.models import Credential
-from vault.schemas import CATEGORY_SCHEMAS, UnknownCredential, validate_name
+from vault.schemas import CATEGORY_SCHEMAS, UnknownCredential, check_value, validate_name
 
 
 class CredentialSerializer(serializers.ModelSerializer):
@@ -21,6 +21,12 @@ class CredentialSerializer(serializers.ModelSerializer):
         fields = ["id", "category", "name", "value", "masked_value", "expires_at", "disabled_at",
                   "created_at", "updated_at", "last_used_at"]
         read_only_fields = ["disabled_at", "created_at", "updated_at", "last_used_at"]
+
+    def validate_value(self, value):
+        try:
+            return check_value(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs):
         category = attrs.get("category", getattr(self.instance, "category", None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -16,16 +17,27 @@ logger = logging.getLogger(__name__)
 HTTP_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 
+def storable(text, limit: int) -> str:
+    """Provider text as PostgreSQL can store it: no NUL, no lone surrogate, cut to the column.
+    (A row that cannot be written after a send would have the relay send it again.)"""
+    text = "" if text is None else str(text)
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:limit]
+
+
 @dataclass
 class SendResult:
     provider_message_id: str = ""
     http_status: int | None = None
+
+    def __post_init__(self):
+        self.provider_message_id = storable(self.provider_message_id, 200)  # ChatMessage.provider_message_id
 
 
 class DeliveryError(Exception):
     """A send failed. `retryable`: timeouts, connection errors, 5xx and 429; never other 4xx."""
 
     def __init__(self, detail: str, *, retryable: bool, http_status: int | None = None, retry_after: float | None = None):
+        detail = storable(detail, 2000)
         super().__init__(detail)
         self.detail, self.retryable, self.http_status, self.retry_after = detail, retryable, http_status, retry_after
 
@@ -77,6 +89,37 @@ def _error_text(response: httpx.Response) -> str:
     return str(body)[:500]
 
 
+SECRET_HEADERS = {"authorization", "api_access_token", "x-api-key"}
+
+
+def _without_secrets(text: str, headers: dict) -> str:
+    """An error text with the request's credentials masked, as they are and as Python escapes them
+    (an exception about a malformed header quotes its value)."""
+    for name, value in headers.items():
+        if name.lower() in SECRET_HEADERS and value:
+            for form in {value, repr(value)[1:-1], repr(value.encode())[2:-1], value.split(" ")[-1]}:
+                if len(form) >= 8:
+                    text = text.replace(form, "[redacted]")
+    return text
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After in seconds or as an HTTP date; None when absent or not a time."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
 def post_json(url: str, *, json: dict, headers: dict, provider: str) -> tuple[dict, int]:
     """POST and return (json body, status); raise DeliveryError classified for retries."""
     try:
@@ -84,23 +127,27 @@ def post_json(url: str, *, json: dict, headers: dict, provider: str) -> tuple[di
     except httpx.TimeoutException as exc:
         raise DeliveryError(f"{provider}: timed out ({type(exc).__name__})", retryable=True) from None
     except httpx.TransportError as exc:
-        raise DeliveryError(f"{provider}: connection error ({type(exc).__name__}: {exc})", retryable=True) from None
+        detail = _without_secrets(f"{provider}: connection error ({type(exc).__name__}: {exc})", headers)
+        raise DeliveryError(detail, retryable=True) from None
     status = response.status_code
-    if status >= 400:
-        retry_after = None
-        if status == 429:
-            try:
-                retry_after = float(response.headers.get("Retry-After", ""))
-            except ValueError:
-                retry_after = None
+    if 300 <= status < 400:  # not followed: a redirected POST would not be the message we meant to send
+        where = response.headers.get("Location", "").split("?")[0]
         raise DeliveryError(
-            f"{provider} answered HTTP {status}: {_error_text(response)}",
+            f"{provider} answered HTTP {status} (redirect{' to ' + where if where else ''}): nothing was sent; "
+            "set the provider's address to where it redirects", retryable=False, http_status=status)
+    if status >= 400:
+        retry_after = retry_after_seconds(response.headers.get("Retry-After")) if status == 429 else None
+        raise DeliveryError(
+            _without_secrets(f"{provider} answered HTTP {status}: {_error_text(response)}", headers),
             retryable=status >= 500 or status == 429, http_status=status, retry_after=retry_after,
         )
     try:
         body = response.json()
     except ValueError:
         body = {}
+    if isinstance(body, dict) and body.get("error"):  # a 2xx that says it failed (Graph does this)
+        raise DeliveryError(_without_secrets(f"{provider} answered HTTP {status} with an error: "
+                                             f"{_error_text(response)}", headers), retryable=False, http_status=status)
     return (body if isinstance(body, dict) else {}), status
 
 

@@ -17,6 +17,11 @@ def _credential(tenant_id: int, category: str, name: str) -> str:
         raise DeliveryError(exc.public_message, retryable=False) from None
 
 
+def _id(value) -> str:
+    """A provider's message id as text ("" when it sent none: null is not the id "None")."""
+    return "" if value is None or isinstance(value, (dict, list)) else str(value)
+
+
 def _headers(message, extra: dict) -> dict:
     # Honoured by providers that support it; a retry after a crash then does not send twice.
     return {"Idempotency-Key": str(message.idempotency_key), **extra}
@@ -57,7 +62,7 @@ class MetaDirect:
             headers=_headers(message, {"Authorization": f"Bearer {token}"}),
             provider=f"Meta {conversation.channel_source}",
         )
-        return SendResult(str(body.get("message_id", "")), status)
+        return SendResult(_id(body.get("message_id")), status)
 
     def _whatsapp(self, message, conversation) -> SendResult:
         token = _credential(message.tenant_id, "whatsapp_cloud", "ACCESS_TOKEN")
@@ -77,7 +82,7 @@ class MetaDirect:
             provider="WhatsApp Cloud",
         )
         ids = [m.get("id") for m in body.get("messages") or [] if isinstance(m, dict)]
-        return SendResult(str(ids[0]) if ids else "", status)
+        return SendResult(_id(ids[0]) if ids else "", status)
 
 
 class Chatwoot:
@@ -100,7 +105,7 @@ class Chatwoot:
             headers=_headers(message, {"api_access_token": token}),
             provider="Chatwoot",
         )
-        return SendResult(str(body.get("id", "")), status)
+        return SendResult(_id(body.get("id")), status)
 
 
 class YCloud:
@@ -128,7 +133,7 @@ class YCloud:
             headers=_headers(message, {"X-API-Key": api_key}),
             provider="YCloud",
         )
-        return SendResult(str(body.get("id") or body.get("wamid") or ""), status)
+        return SendResult(_id(body.get("id") or body.get("wamid")), status)
 
 
 class Playground:

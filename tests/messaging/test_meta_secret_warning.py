@@ -21,6 +21,14 @@ def test_the_system_check_warns_only_without_the_secret(settings):
     assert warning.id == "messaging.W001" and "401" in warning.msg
 
 
+def test_the_system_check_warns_without_an_internal_secret(settings):
+    settings.INTERNAL_SECRET_KEY = "internal-123"
+    assert checks.check_internal_secret() == []
+    settings.INTERNAL_SECRET_KEY = ""
+    [warning] = checks.check_internal_secret()
+    assert warning.id == "messaging.W002" and "/messages/relay" in warning.msg
+
+
 def test_check_command_prints_the_warning(settings, capsys):
     settings.META_APP_SECRET = ""
     call_command("check")

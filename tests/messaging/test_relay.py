@@ -440,3 +440,111 @@ def test_a_sent_message_whose_provider_id_is_taken_is_recorded_not_resent(tenant
     message.refresh_from_db()
     assert (message.status, message.provider_message_id, route.call_count) == ("sent", None, 1)
     assert _run(message) == "nothing due"
+
+
+# --- what a provider answers that must not be taken at its word -------------------------------
+
+def _route(conversation):
+    return respx.post(f"{GRAPH}/{conversation.binding.external_id}/messages")
+
+
+@respx.mock
+def test_a_redirect_is_not_a_delivery(wa_conversation):
+    """httpx does not follow redirects; a 3xx used to count as sent, and the message was lost."""
+    route = _route(wa_conversation).mock(return_value=httpx.Response(
+        301, headers={"Location": "https://graph.test/v23.0/moved?access_token=x"}))
+    message = _queued(wa_conversation)
+    assert _run(message) == "failed"
+    message.refresh_from_db()
+    assert "HTTP 301" in message.error and "redirect" in message.error and "access_token" not in message.error
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_a_2xx_that_carries_an_error_is_a_failure(wa_conversation):
+    _route(wa_conversation).mock(return_value=httpx.Response(200, json={"error": {"message": "(#100) Invalid"}}))
+    message = _queued(wa_conversation)
+    assert _run(message) == "failed"
+    message.refresh_from_db()
+    assert "(#100) Invalid" in message.error
+
+
+@respx.mock
+def test_error_texts_and_ids_postgresql_cannot_store_do_not_make_the_relay_loop(wa_conversation):
+    """A NUL in a proxy's 502 page, or an id longer than the column, used to make the record fail
+    after the call, and the lane sent the message again every 5 s."""
+    route = _route(wa_conversation).mock(side_effect=[
+        httpx.Response(502, content=b"bad gateway\x00\xff"),
+        httpx.Response(200, json={"messages": [{"id": "wamid." + "x" * 300}]}),
+    ])
+    message = _queued(wa_conversation)
+    assert _run(message) == "retry"
+    message.refresh_from_db()
+    assert "bad gateway" in message.error and "\x00" not in message.error
+    assert _run(message) == "sent"
+    message.refresh_from_db()
+    assert message.provider_message_id == ("wamid." + "x" * 300)[:200]
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_a_send_whose_record_fails_is_recorded_without_its_id_not_sent_again(wa_conversation, monkeypatch):
+    route = _route(wa_conversation).mock(return_value=httpx.Response(200, json={"messages": [{"id": "wamid.R"}]}))
+    real_record, calls = relay._record, []
+
+    def record(claim, owner, result, error, duration):
+        calls.append(result.provider_message_id if result else None)
+        if len(calls) == 1:
+            raise RuntimeError("the id clashed with a row written meanwhile")
+        return real_record(claim, owner, result, error, duration)
+
+    monkeypatch.setattr(relay, "_record", record)
+    message = _queued(wa_conversation)
+    assert _run(message) == "sent"
+    assert calls == ["wamid.R", ""] and route.call_count == 1
+    message.refresh_from_db()
+    assert message.status == "sent" and message.provider_message_id is None
+
+
+@respx.mock
+def test_a_message_whose_attempts_keep_going_unrecorded_fails_instead_of_looping(wa_conversation, settings):
+    route = _route(wa_conversation).mock(return_value=httpx.Response(200, json={"messages": [{"id": "wamid.L"}]}))
+    message = _queued(wa_conversation)
+    ChatMessage.dangerously_unscoped.filter(pk=message.pk).update(
+        attempts=settings.RELAY_MAX_ATTEMPTS + relay.UNRECORDED_ATTEMPTS_ALLOWED)
+    assert _run(message) == "failed"
+    message.refresh_from_db()
+    assert "could not all be recorded" in message.error and route.call_count == 0
+
+
+@respx.mock
+def test_retry_after_is_honoured_up_to_the_longest_backoff(wa_conversation, settings):
+    settings.RELAY_RETRY_MAX_SECONDS = 60
+    _route(wa_conversation).mock(return_value=httpx.Response(429, headers={"Retry-After": "86400"}))
+    message = _queued(wa_conversation)
+    before = timezone.now()
+    assert _run(message) == "retry"
+    due = _lane().due_at
+    assert before + timedelta(seconds=59) <= due <= timezone.now() + timedelta(seconds=61)
+
+
+def test_retry_after_as_seconds_or_an_http_date():
+    from email.utils import format_datetime
+
+    from messaging.providers.base import retry_after_seconds
+
+    assert retry_after_seconds("120") == 120
+    assert 25 <= retry_after_seconds(format_datetime(timezone.now() + timedelta(seconds=30), usegmt=True)) <= 30
+    assert retry_after_seconds("inf") is None and retry_after_seconds("1e400") is None
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+@respx.mock
+def test_a_token_quoted_by_a_connection_error_is_not_stored(wa_conversation):
+    token = "wa-token-123456"
+    _route(wa_conversation).mock(side_effect=httpx.LocalProtocolError(f"Illegal header value b'Bearer {token}\\n'"))
+    message = _queued(wa_conversation)
+    assert _run(message) == "retry"
+    message.refresh_from_db()
+    assert token not in message.error and "[redacted]" in message.error
+    assert token not in DeliveryAttempt.dangerously_unscoped.get(message=message).error

@@ -69,8 +69,10 @@ def test_chatwoot_echo_of_our_own_reply_is_not_a_takeover(anon, cw_binding):
     conversation = factories.conversation(cw_binding.tenant, provider="chatwoot", binding=cw_binding,
                                           contact_external_id="5491100000000", external_chatwoot_id="345",
                                           external_account_id="12")
+    from django.utils import timezone
+
     factories.message(cw_binding.tenant, conversation=conversation, provider="chatwoot", status="sent", error="",
-                      text="Sí, hay talle 42")
+                      text="Sí, hay talle 42", sent_at=timezone.now())  # its Chatwoot id not recorded yet
     body = chatwoot_message(account_id=12, conversation_id=345, message_id=1004, content="Sí, hay talle 42",
                             message_type="outgoing", sender_type="user")
     post_chatwoot(anon, cw_binding.webhook_token, body)

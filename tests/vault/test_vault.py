@@ -158,6 +158,7 @@ def test_api_non_secret_names_are_shown(api_a):
         ({"category": "openai", "name": "API_KEY", "value": ""}, "value", "blank"),
         ({"category": "openai", "name": "API_KEY", "value": "   "}, "value", "blank"),
         ({"category": "openai", "name": "API_KEY"}, "value", "required"),
+        ({"category": "openai", "name": "API_KEY", "value": "sk-abc\ndef-123456"}, "value", "one line"),
     ],
 )
 def test_api_bad_input_is_a_400_naming_the_problem(api_a, payload, field, fragment):
@@ -224,3 +225,24 @@ def test_admin_rejects_unknown_names(user_a):
     client.force_login(user_a)
     response = client.post("/admin/vault/credential/add/", {"category": "openai", "name": "NOPE", "new_value": "x"})
     assert response.status_code == 200 and "Allowed: API_KEY, BASE_URL" in response.content.decode()
+
+
+def test_a_pasted_trailing_newline_is_trimmed_and_inner_control_characters_refused(tenant_a, api_a):
+    vault.set_tenant_credential(tenant_a.pk, "openai", "API_KEY", "sk-trailing-123456\n")
+    assert vault.get_tenant_credential_sync(tenant_a.pk, "openai", "API_KEY") == "sk-trailing-123456"
+    with pytest.raises(ValueError, match="one line"):
+        vault.set_tenant_credential(tenant_a.pk, "openai", "API_KEY", "sk-a\r\nInjected: header")
+    created = api_a.post("/api/v1/credentials/", {"category": "google", "name": "API_KEY", "value": "g-1234567890"},
+                         format="json").json()
+    patched = api_a.patch(f"/api/v1/credentials/{created['id']}/", {"value": "g-12\t34567890"}, format="json")
+    assert patched.status_code == 400 and "one line" in patched.json()["detail"]
+
+
+def test_each_page_token_of_a_token_map_is_scrubbed_from_logs(tenant_a, caplog):
+    import json
+
+    vault.set_tenant_credential(tenant_a.pk, "meta", "PAGE_TOKENS", json.dumps({"PAGE1": "EAAG-page-one-token"}))
+    vault.get_tenant_credential_sync(tenant_a.pk, "meta", "PAGE_TOKENS")
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("some.provider").error("Graph refused token %s", "EAAG-page-one-token")
+    assert "EAAG-page-one-token" not in caplog.text
