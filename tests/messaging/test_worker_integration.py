@@ -69,6 +69,7 @@ def test_parts_are_spaced_in_order_and_recipients_run_in_parallel(tmp_path, prov
                                 role="agent")
     with _worker(tmp_path, provider) as worker:
         worker.wait_for(lambda: len(provider.deliveries()) == 10)
+    assert provider.replays == 0
     by_recipient = _check_spacing_and_order(provider, messages)
     firsts = sorted(d[0]["at"] for d in by_recipient.values())
     assert firsts[1] - firsts[0] < SPACING  # the second recipient did not wait for the first
@@ -148,6 +149,7 @@ def test_a_worker_stopped_mid_queue_hands_its_lanes_back_at_once(tmp_path, provi
         second.wait_for(lambda: ChatMessage.dangerously_unscoped.filter(status="sent").count() == len(messages))
     keys = [d["headers"]["Idempotency-Key"] for d in provider.deliveries()]
     assert sorted(keys) == sorted(str(m.idempotency_key) for m in messages)
+    assert provider.replays == 0  # not even a resend with the same key (Meta and Chatwoot do not honour it)
     _check_spacing_and_order(provider, messages)
 
 
@@ -168,6 +170,7 @@ def test_the_dispatcher_starts_over_when_its_database_session_is_cut(tmp_path, p
         assert "starting over under a new id" in worker.output()
     keys = [d["headers"]["Idempotency-Key"] for d in provider.deliveries()]
     assert sorted(keys) == sorted(str(m.idempotency_key) for m in messages)
+    assert provider.replays == 0
     _check_spacing_and_order(provider, messages)
 
 
