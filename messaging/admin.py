@@ -39,17 +39,26 @@ class ChannelBindingAdmin(TenantScopedAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         """Tenant staff binding a Meta account by hand prove it is theirs, as through the API
-        (messaging.integrations.meta.verify_ownership); platform administrators are trusted."""
+        (messaging.integrations.meta.verify_ownership); platform administrators are trusted. A
+        Chatwoot account already bound in the same tenant is a form error (its uniqueness is per
+        tenant, a field the form leaves out, so Django's own check would not run)."""
         form_class = super().get_form(request, obj, **kwargs)
-        if is_platform_admin(request):
-            return form_class
+        platform = is_platform_admin(request)
 
-        class ProvenOwnership(form_class):
+        class ChannelForm(form_class):
             def clean(self):
                 data = super().clean()
                 claimed = (data.get("provider"), data.get("channel_source"), data.get("external_id"))
+                tenant_id = (self.instance.tenant_id or getattr(data.get("tenant"), "pk", None)
+                             or request_tenant_id(request))
+                if claimed[0] == Provider.CHATWOOT and claimed[2] and tenant_id:
+                    clash = ChannelBinding.dangerously_unscoped.filter(
+                        tenant_id=tenant_id, provider=Provider.CHATWOOT, external_id=claimed[2])
+                    if clash.exclude(pk=self.instance.pk).exists():
+                        self.add_error("external_id", f"Chatwoot account {claimed[2]!r} is already bound in this tenant.")
                 known = (self.instance.provider, self.instance.channel_source, self.instance.external_id)
-                if claimed[0] == Provider.META_DIRECT and all(claimed) and (self.instance.pk is None or claimed != known):
+                if (not platform and claimed[0] == Provider.META_DIRECT and all(claimed)
+                        and (self.instance.pk is None or claimed != known)):
                     from messaging.integrations.errors import ConnectError
                     from messaging.integrations.meta import verify_ownership
 
@@ -59,7 +68,7 @@ class ChannelBindingAdmin(TenantScopedAdmin):
                         self.add_error("external_id", str(exc))
                 return data
 
-        return ProvenOwnership
+        return ChannelForm
 
 
 class MessageInline(TenantScopedInline):

@@ -73,6 +73,10 @@ def retry_later(*, tenant_id: int, conversation_id: int, attempt: int) -> str:
             logger.error("Conversation %s: the agent's turn failed %d times; messages %s stay unanswered",
                          conversation.pk, attempt, conversation.turn_claim)
             conversation.turn_claim = []
+            # What is still unanswered is given up too, or the sweep would start the same failing
+            # turn again every minute.
+            ChatMessage.objects.filter(conversation=conversation, direction=Direction.IN, role=Role.CUSTOMER,
+                                       answered_at__isnull=True).update(answered_at=timezone.now())
             conversation.last_error = (f"The agent's turn failed {attempt} times in a row (see the worker's log); "
                                        "the bot answers again when the customer writes.")
             conversation.save(update_fields=["turn_claim", "last_error", "updated_at"])

@@ -126,16 +126,33 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
             row[2].append(_inbound_row(conversation, binding.provider, event, now))
             row[3].append(item)
         batch = list(rows.values())
-        vouched, inserted = record_inbound_batch(
+        vouched, inserted, asked = record_inbound_batch(
             [(conversation, binding, messages) for conversation, binding, messages, _ in batch],
             job_queue=answer_conversation.queue, job_task=answer_conversation.name,
             lock_prefix=buffer.BUFFER_LOCK_PREFIX,
             notify_sql=events.inbound_notify_sql("msg.tenant_id", "msg.conversation_id", "msg.id"),
         )
         stored += inserted
+        reopen_closed(asked)
         stale += [item for index, row in enumerate(batch) if index not in vouched for item in row[3]]
         pending = later
     return stored, stale
+
+
+def reopen_closed(conversation_ids: list[int]) -> None:
+    """A customer who writes to a closed conversation asks something new: it opens again, to the
+    bot. Only conversations whose message was really stored (a replayed old one reopens nothing),
+    and only those closed before it arrived."""
+    if not conversation_ids:
+        return
+    reopened = list(ChatConversation.dangerously_unscoped.filter(pk__in=conversation_ids,
+                                                                 status=ConversationStatus.CLOSED))
+    if reopened:
+        ChatConversation.dangerously_unscoped.filter(pk__in=[c.pk for c in reopened]).update(
+            status=ConversationStatus.BOT, updated_at=timezone.now())
+        for conversation in reopened:
+            conversation.status = ConversationStatus.BOT
+            events.conversation_updated(conversation)
 
 
 def _inbound_row(conversation, provider, event: InboundMessage, now) -> ChatMessage:
@@ -159,7 +176,7 @@ def store_inbound(*, conversation: ChatConversation, provider: str, event: Inbou
     if event.triggers_turn:
         conversation.buffer_due_at = buffer.due_time(now, buffer_seconds)
         fields.append("buffer_due_at")
-        if conversation.status == ConversationStatus.CLOSED:  # a new question opens it again
+        if conversation.status == ConversationStatus.CLOSED:  # as reopen_closed does for webhooks
             conversation.status = ConversationStatus.BOT
             fields.append("status")
         buffer.ensure_buffer_job(conversation, conversation.buffer_due_at)

@@ -53,8 +53,9 @@ from tenants.scoping import tenant_scope
 logger = logging.getLogger(__name__)
 
 # Characters per message each channel accepts; longer text is split on word boundaries.
-CHANNEL_LIMITS = {"whatsapp": 4096, "facebook": 2000, "instagram": 1000, "playground": 4096}
-LIMITS_IN_BYTES = {"instagram"}  # Meta: Instagram text "must be UTF-8 and under 1000 bytes"
+# Instagram: Meta's text "must be UTF-8 and less than 1000 bytes", so at most 999 of them.
+CHANNEL_LIMITS = {"whatsapp": 4096, "facebook": 2000, "instagram": 999, "playground": 4096}
+LIMITS_IN_BYTES = {"instagram"}
 # Dispatchers hold pg_advisory_lock(LOCK_CLASS, <their id>) while they live; NOTIFY on
 # WAKE_CHANNEL tells them a lane is due now (they also poll every RELAY_POLL_SECONDS).
 LOCK_CLASS = 0x52454C41

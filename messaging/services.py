@@ -88,6 +88,10 @@ def relay_message(*, tenant_id: int, to: str, text: str, provider: str, channel_
             # Contacts are stored without the "+" (Chatwoot's phone numbers too; other ids have none).
             conversation = _conversation_for(tenant_id=tenant_id, to=to.lstrip("+"), provider=provider,
                                              channel_source=channel_source)
+        # The conversation row first, then the lane (relay_parts), in the order the buffer's turn
+        # takes them: a reply and a turn at once wait for each other instead of deadlocking.
+        with tenant_scope(tenant_id):
+            ChatConversation.objects.select_for_update().filter(pk=conversation.pk).first()
         return relay_parts(conversation=conversation, parts=[text], role=role, sent_by=sent_by)
 
 
@@ -121,10 +125,7 @@ def staff_reply(*, tenant_id: int, conversation_id, text: str, user=None) -> lis
     conversation = get_conversation(tenant_id, conversation_id)
     if conversation.status == ConversationStatus.CLOSED:  # as in the live pane (messaging/live/actions.py)
         raise MessagingError(f"Conversation {conversation.pk} is closed; reopen it before replying.")
-    with tenant_scope(tenant_id), transaction.atomic():
-        # The conversation row first, then the lane (in relay_message), as the buffer's turn does:
-        # two replies at once then wait for each other instead of deadlocking.
-        ChatConversation.objects.select_for_update().filter(pk=conversation.pk).first()
+    with transaction.atomic():
         messages = relay_message(
             tenant_id=tenant_id, to=conversation.contact_external_id, text=text, provider=conversation.provider,
             channel_source=conversation.channel_source, conversation_id=conversation.pk, role=Role.HUMAN,

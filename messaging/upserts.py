@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 from django.db import IntegrityError, connection, models, transaction
 
-from messaging.models import ChannelBinding, ChatConversation, ChatMessage, ConversationStatus
+from messaging.models import ChannelBinding, ChatConversation, ChatMessage
 
 
 # Field types whose Python value psycopg adapts as it is (Django's get_db_prep_save only checks
@@ -65,8 +65,7 @@ def insert_message_once(message: ChatMessage) -> ChatMessage | None:
 
 
 # On conflict: keep known values unless the delivery brings new ones; times only move forward (a
-# delivery processed late, after retries, must not bring the buffer's due time back). A customer
-# message (it brings a due time) opens a closed conversation again, to the bot: a new question.
+# delivery processed late, after retries, must not bring the buffer's due time back).
 _CONVERSATION_UPDATE = """
     binding_id = EXCLUDED.binding_id,
     contact_name = COALESCE(NULLIF(EXCLUDED.contact_name, ''), t.contact_name),
@@ -75,9 +74,8 @@ _CONVERSATION_UPDATE = """
     last_inbound_at = GREATEST(t.last_inbound_at, EXCLUDED.last_inbound_at),
     last_message_at = GREATEST(t.last_message_at, EXCLUDED.last_message_at),
     buffer_due_at = GREATEST(t.buffer_due_at, EXCLUDED.buffer_due_at),
-    status = CASE WHEN t.status = '{closed}' AND EXCLUDED.buffer_due_at IS NOT NULL THEN '{bot}' ELSE t.status END,
     updated_at = EXCLUDED.updated_at
-""".format(closed=ConversationStatus.CLOSED, bot=ConversationStatus.BOT)
+"""
 
 
 def upsert_conversation_row(conversation: ChatConversation) -> ChatConversation:
@@ -134,7 +132,7 @@ _BATCH_SQL: dict[tuple, str] = {}
 
 
 def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list[ChatMessage]]], *, job_queue: str,
-                         job_task: str, lock_prefix: str, notify_sql: str) -> tuple[set[int], int]:
+                         job_task: str, lock_prefix: str, notify_sql: str) -> tuple[set[int], int, list[int]]:
     """Many inbound messages of many conversations in one statement (the webhook inbox's batches):
     The webhook inbox's whole write, set-wise. Each conversation key appears once in `rows` (with its
     newest values) and its binding vouches for it the same way: a row whose binding is no longer
@@ -144,7 +142,8 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
     every new message publishes its live events. Rows are written in conversation-key order, so
     two batches lock conversations in the same order.
 
-    Returns (indexes of the rows whose binding vouched, messages inserted)."""
+    Returns (indexes of the rows whose binding vouched, messages inserted, the conversations that
+    got a new customer message)."""
     conversation_columns = message_columns = None
     conversation_arrays: list[list] = []
     message_arrays: list[list] = []
@@ -219,16 +218,17 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
             "FROM keyed AS conv WHERE conv.id IN (SELECT conversation_id FROM turns)), "
             f"notes AS (SELECT count({notify_sql}) AS n FROM msg) "
             "SELECT (SELECT array_agg(k) FROM c_ok), (SELECT count(*) FROM msg), (SELECT n FROM jobs), "
-            "(SELECT n FROM notes)"
+            "(SELECT n FROM notes), (SELECT array_agg(conversation_id) FROM turns)"
         )
     params = [*vouch, *(conversation_arrays[i] for i in conversation_keep), message_rows,
               *(message_arrays[i] for i in message_keep), "customer", lock_prefix, job_queue, job_task,
               lock_prefix, lock_prefix]
     for attempt in range(3):
         try:
-            vouched, inserted = _execute(sql, params)[:2]
+            result = _execute(sql, params)
+            vouched, inserted, answered = result[0], result[1], result[4]
             break
         except IntegrityError as exc:  # two workers deferring one conversation's job: run again
             if attempt == 2 or "queueing_lock" not in str(exc):
                 raise
-    return set(vouched or ()), inserted
+    return set(vouched or ()), inserted, list(answered or ())

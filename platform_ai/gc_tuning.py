@@ -41,7 +41,9 @@ class ReleaseRequestCycles:
     (measured under webhook load: 0.5-1.0 s of collector pauses per 10 s became 28-59 ms,
     bench/README.md). Uploaded files are closed first, as `HttpRequest.close()` would do; it runs
     after this and then finds nothing left to close. First in MIDDLEWARE. RELEASE_REQUEST_CYCLES
-    =false turns it off (to compare).
+    =false turns it off (to compare). Tests: Django's test client closes the response before it
+    returns it, so `response.wsgi_request` comes back emptied; assert on the response (or the
+    database), not on the request.
     """
 
     def __init__(self, get_response):

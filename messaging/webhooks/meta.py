@@ -11,6 +11,7 @@ from messaging.webhooks.normalized import (
     StatusUpdate,
     UnexpectedShape,
     as_list,
+    each_item,
     from_unix,
     parser,
 )
@@ -31,14 +32,12 @@ def parse(body: dict) -> list:
         if not isinstance(entry, dict):
             continue
         if kind == "whatsapp_business_account" or "changes" in entry:
-            for change in as_list(entry.get("changes"), "entry.changes"):
-                if isinstance(change, dict):
-                    events += _whatsapp_change(change)
+            changes = [c for c in as_list(entry.get("changes"), "entry.changes") if isinstance(c, dict)]
+            events += each_item(changes, _whatsapp_change, "WhatsApp change")
         if "messaging" in entry:
-            channel = "instagram" if kind == "instagram" else "facebook"
-            for item in as_list(entry.get("messaging"), "entry.messaging"):
-                if isinstance(item, dict):
-                    events += _messaging_item(str(entry.get("id", "")), channel, item)
+            channel, account_id = ("instagram" if kind == "instagram" else "facebook"), str(entry.get("id", ""))
+            items = [i for i in as_list(entry.get("messaging"), "entry.messaging") if isinstance(i, dict)]
+            events += each_item(items, lambda item: _messaging_item(account_id, channel, item), f"{channel} item")
     return events
 
 
@@ -48,16 +47,16 @@ def _whatsapp_change(change: dict) -> list:
         return []
     phone_number_id = str((value.get("metadata") or {}).get("phone_number_id", ""))
     names = {
-        str(c.get("wa_id", "")): (c.get("profile") or {}).get("name", "")
+        str(c.get("wa_id", "")): (c["profile"].get("name", "") if isinstance(c.get("profile"), dict) else "")
         for c in as_list(value.get("contacts"), "value.contacts")
         if isinstance(c, dict)
     }
-    events: list = []
-    for msg in as_list(value.get("messages"), "value.messages"):
+
+    def message(msg) -> list:
         if not isinstance(msg, dict) or not msg.get("id") or not msg.get("from"):
-            continue
+            return []
         text, attachments = whatsapp_content.describe(msg)
-        events.append(
+        return [
             InboundMessage(
                 route_key=phone_number_id,
                 channel_source="whatsapp",
@@ -69,16 +68,19 @@ def _whatsapp_change(change: dict) -> list:
                 triggers_turn=whatsapp_content.triggers_turn(msg),
                 sent_at=from_unix(msg.get("timestamp")),
             )
+        ]
+
+    def status_update(status) -> list:
+        if not (isinstance(status, dict) and status.get("id") and status.get("status") in WHATSAPP_STATUSES):
+            return []
+        errors = as_list(status.get("errors"), "status.errors")
+        error = "; ".join(
+            f"{e.get('code')}: {(e.get('error_data') or {}).get('details') or e.get('title', '')}" for e in errors
         )
-    for status in as_list(value.get("statuses"), "value.statuses"):
-        if isinstance(status, dict) and status.get("id") and status.get("status") in WHATSAPP_STATUSES:
-            errors = as_list(status.get("errors"), "status.errors")
-            error = "; ".join(
-                f"{e.get('code')}: {(e.get('error_data') or {}).get('details') or e.get('title', '')}" for e in errors
-            )
-            events.append(
-                StatusUpdate(phone_number_id, str(status["id"]), WHATSAPP_STATUSES[status["status"]], error)
-            )
+        return [StatusUpdate(phone_number_id, str(status["id"]), WHATSAPP_STATUSES[status["status"]], error)]
+
+    events = each_item(as_list(value.get("messages"), "value.messages"), message, "WhatsApp message")
+    events += each_item(as_list(value.get("statuses"), "value.statuses"), status_update, "WhatsApp status")
     # message_echoes (smb_message_echoes): the business wrote from its own app; not customer messages.
     if value.get("message_echoes"):
         logger.info("Ignoring %d WhatsApp echo(es) for %s", len(value["message_echoes"]), phone_number_id)

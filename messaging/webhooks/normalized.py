@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+logger = logging.getLogger(__name__)
 
 
 class UnexpectedShape(ValueError):
@@ -109,22 +113,56 @@ def clean(event):
     return dataclasses.replace(event, **changes) if changes else event
 
 
+SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError)
+
+
+def each_item(items, parse_one, what: str) -> list:
+    """The events of every item of a delivery that parses: one odd item (a string where an object
+    belongs) is skipped and logged, and the delivery's other messages are still stored."""
+    events: list = []
+    for index, item in enumerate(items):
+        try:
+            events += parse_one(item)
+        except UnexpectedShape as exc:
+            _skipped(f"{what} {index}: {exc}")
+        except SHAPE_ERRORS as exc:
+            _skipped(f"{what} {index}: a field has an unexpected type ({type(exc).__name__}: {exc})")
+    return events
+
+
+_skips: contextvars.ContextVar[list | None] = contextvars.ContextVar("webhook_parser_skips", default=None)
+
+
+def _skipped(note: str) -> None:
+    logger.warning("Skipping %s", note)
+    notes = _skips.get()
+    if notes is not None:
+        notes.append(note)
+
+
 def parser(func):
     """A provider parser's guard: valid JSON whose fields have the wrong types (a string where an
     object belongs, a list for a number) is an unexpected shape (answered 200 and counted), not an
-    error the inbox would try again five times; the events it yields are made storable."""
+    error the inbox would try again five times; the events it yields are made storable. Items the
+    parser skipped (each_item) are logged; a delivery of nothing but such items is counted too."""
 
     @functools.wraps(func)
     def parse(*args, **kwargs):
+        token = _skips.set([])
         try:
             result = func(*args, **kwargs)
+            skipped = _skips.get()
         except UnexpectedShape:
             raise
-        except (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError) as exc:
+        except SHAPE_ERRORS as exc:
             raise UnexpectedShape(f"a field has an unexpected type ({type(exc).__name__}: {exc})") from exc
-        if isinstance(result, tuple):  # (event id, events)
-            return result[0], [clean(event) for event in result[1]]
-        return [clean(event) for event in result]
+        finally:
+            _skips.reset(token)
+        events = result[1] if isinstance(result, tuple) else result
+        if skipped and not events:  # nothing understood: the delivery is an unexpected shape (counted)
+            raise UnexpectedShape("; ".join(skipped)[:500])
+        events = [clean(event) for event in events]
+        return (result[0], events) if isinstance(result, tuple) else events
 
     return parse
 

@@ -26,7 +26,8 @@ def _interactive(msg: dict) -> tuple[str, list[dict]]:
     interactive = msg.get("interactive") or {}
     kind = interactive.get("type", "")
     if kind == "nfm_reply":  # a WhatsApp Flow's answers: a JSON string of the form's fields
-        return _flow_reply(interactive.get("nfm_reply") or {})
+        reply = interactive.get("nfm_reply")
+        return _flow_reply(reply if isinstance(reply, dict) else {})
     reply = interactive.get(kind) if kind else None
     if isinstance(reply, dict):
         return reply.get("title", "") or "", [{"type": kind, "id": reply.get("id", ""), **(

@@ -251,3 +251,12 @@ def test_two_shops_with_their_own_chatwoot_can_both_bind_account_1(api_a, api_b,
     assert first.json()["webhook_url"] != second.json()["webhook_url"]
     again = api_a.post("/api/v1/channels/", body, format="json")
     assert again.status_code == 400 and "already bound" in again.json()["detail"]
+
+
+def test_a_chatwoot_account_bound_twice_in_the_admin_is_a_form_error(client, user_a, tenant_a):
+    factories.binding(tenant_a, provider="chatwoot", channel_source="whatsapp", external_id="1")
+    client.force_login(user_a)
+    response = client.post("/admin/messaging/channelbinding/add/", {
+        "provider": "chatwoot", "channel_source": "whatsapp", "external_id": "1", "is_active": "on"})
+    assert response.status_code == 200 and "already bound in this tenant" in response.content.decode()
+    assert ChannelBinding.objects.for_tenant(tenant_a.pk).count() == 1

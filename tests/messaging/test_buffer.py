@@ -305,9 +305,17 @@ def test_a_failed_job_runs_again_with_backoff_then_gives_up(burst, settings, mon
     assert answer_conversation(tenant_id=conversation.tenant_id, conversation_id=conversation.pk,
                                attempt=1).startswith("retry 2")
     ProcrastinateJob.objects.all().delete()
+    post_meta_inline = ChatMessage.dangerously_unscoped.create(  # a message that came in meanwhile
+        tenant_id=conversation.tenant_id, conversation=conversation, direction="in", role="customer", text="¿y?",
+        provider="meta_direct", status="received")
     assert answer_conversation(tenant_id=conversation.tenant_id, conversation_id=conversation.pk,
                                attempt=2) == "gave up"
     assert _buffer_jobs() == []
+    from messaging.buffer import rearm_stranded_conversations
+
+    post_meta_inline.refresh_from_db()
+    assert post_meta_inline.answered_at is not None
+    assert rearm_stranded_conversations(older_than_seconds=0) == 0  # not started again every minute
     conversation.refresh_from_db()
     assert conversation.turn_claim == [] and "failed 3 times" in conversation.last_error
 
@@ -359,6 +367,16 @@ def test_a_customer_writing_to_a_closed_conversation_opens_it_again(anon, burst)
     assert runner.calls[0]["user_text"] == "otra consulta"
 
 
+def test_a_replayed_old_message_does_not_open_a_closed_conversation(anon, burst):
+    conversation, _ = burst
+    first = ChatMessage.dangerously_unscoped.filter(direction="in").order_by("id").first()
+    ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(status="closed")
+    post_meta(anon, whatsapp_text(conversation.binding.external_id, "5491100000001", "hola",
+                                  message_id=first.provider_message_id))  # Meta delivers it again
+    conversation.refresh_from_db()
+    assert conversation.status == "closed"
+
+
 def test_a_reaction_does_not_open_a_closed_conversation(anon, burst):
     conversation, _ = burst
     ChatConversation.dangerously_unscoped.filter(pk=conversation.pk).update(status="closed")
@@ -394,3 +412,24 @@ def test_messenger_and_instagram_windows_close_after_24_hours_too(burst, channel
     runner = Runner()
     assert "24-hour window is closed" in _run(conversation, t0 + timedelta(seconds=17), runner)
     assert runner.calls == []
+
+
+def test_migration_0007_makes_copied_agents_follow_the_channel(tenant_a, agent_a):
+    """Conversations created before 0007 carry a copy of their channel's agent at the time."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.db import connection
+
+    from agents.models import Agent
+    from tests.messaging import factories
+
+    migration = importlib.import_module("messaging.migrations.0007_conversations_follow_their_channels_agent")
+    old = Agent.objects.for_tenant(tenant_a.pk).create(tenant_id=tenant_a.pk, name="Viejo", is_active=False)
+    override = Agent.objects.for_tenant(tenant_a.pk).create(tenant_id=tenant_a.pk, name="Especialista")
+    binding = factories.binding(tenant_a, agent=agent_a)
+    copy, stale, chosen = (factories.conversation(tenant_a, binding=binding, agent=agent) for agent in (agent_a, old, override))
+    migration.follow_the_channel(None, SimpleNamespace(connection=connection))
+    for conversation in (copy, stale, chosen):
+        conversation.refresh_from_db()
+    assert (copy.agent_id, stale.agent_id, chosen.agent_id) == (None, None, override.pk)

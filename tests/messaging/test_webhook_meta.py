@@ -122,6 +122,18 @@ def test_wrong_field_types_are_an_unexpected_shape_not_a_retried_error(anon, wa_
     assert list(counted) == [1] or list(stored) == ["hola"]  # understood what it could, or counted it
 
 
+def test_one_odd_message_does_not_cost_the_others_of_its_delivery(anon, wa_binding):
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "primero")
+    value = body["entry"][0]["changes"][0]["value"]
+    good = value["messages"][0]
+    odd = {**good, "id": "wamid.odd", "type": "interactive", "interactive": "not an object"}
+    value["messages"] = [good, odd, {**good, "id": "wamid.third", "text": {"body": "tercero"}}]
+    value["contacts"] = [{"wa_id": "5491100000001", "profile": "Ana"}]  # a string where an object belongs
+    assert post_meta(anon, body).status_code == 200
+    texts = sorted(ChatMessage.dangerously_unscoped.values_list("text", flat=True))
+    assert "primero" in texts and "tercero" in texts
+
+
 def test_a_nul_character_in_a_customer_text_is_stored_without_it(anon, wa_binding):
     from messaging.models import InboundDelivery
 

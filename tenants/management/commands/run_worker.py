@@ -42,6 +42,15 @@ class WorkerConnector(PsycopgConnector):
         return django_connector.DjangoConnector()
 
 
+# Tasks whose queueing-locked jobs all do the same work (whatever is pending when they run), so a
+# job already waiting under the lock does a stalled one's work. Another task's stalled job that
+# cannot be put back is left for a person (logged), not dropped.
+SUPERSEDABLE_TASKS = {
+    "messaging.answer_conversation", "messaging.rearm_stranded_conversations", "messaging.recover_stranded_lanes",
+    "rag.reconcile", "integrations.refresh_expiring_tokens",
+}
+
+
 async def requeue_stalled_jobs(stalled_seconds: float) -> int:
     """Put the jobs of dead workers back to "todo". A job whose queueing lock already has a job
     waiting (a conversation's buffer job, when the customer wrote again) cannot be put back: the
@@ -55,6 +64,8 @@ async def requeue_stalled_jobs(stalled_seconds: float) -> int:
                 await app.job_manager.retry_job(job)
                 requeued.append(job.id)
             except UniqueViolation:
+                if job.task_name not in SUPERSEDABLE_TASKS:
+                    raise
                 await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
                 superseded.append(job.id)
         except Exception:
