@@ -244,7 +244,9 @@ def verify_ownership(tenant_id: int, *, channel_source: str, external_id: str) -
             raise ConnectError(f"Meta did not confirm WhatsApp number {external_id} for your access token.",
                                code="ownership_unproven")
         return
-    token = _page_token_for(tenant_id, external_id)
+    from messaging.providers.http import page_token_for
+
+    token = page_token_for(tenant_id, external_id)
     if not token:
         raise ConnectError("Use Connect with Meta (or store the meta PAGE_TOKEN of this page): it proves the "
                            f"{channel_source} account is yours.", code="ownership_unproven")
@@ -256,15 +258,3 @@ def verify_ownership(tenant_id: int, *, channel_source: str, external_id: str) -
     if owned != external_id:
         raise ConnectError(f"Your page token is not for {channel_source} account {external_id}; use Connect with "
                            "Meta to bind the pages you manage.", code="ownership_unproven")
-
-
-def _page_token_for(tenant_id: int, external_id: str) -> str:
-    mapping = vault.get_optional_credential(tenant_id, "meta", "PAGE_TOKENS")
-    if mapping:
-        try:
-            token = json.loads(mapping).get(external_id)
-        except (ValueError, AttributeError):
-            token = None
-        if token:
-            return token
-    return vault.get_optional_credential(tenant_id, "meta", "PAGE_TOKEN") or ""

@@ -27,12 +27,11 @@ def _headers(message, extra: dict) -> dict:
     return {"Idempotency-Key": str(message.idempotency_key), **extra}
 
 
-def _page_token(tenant_id: int, conversation) -> str:
-    """The token of the page (or of the page behind the Instagram account) this binding is for.
+def page_token_for(tenant_id: int, external_id: str) -> str:
+    """The token of the page (or of the page behind the Instagram account) `external_id`, or "".
 
     Meta connect stores one token per page in PAGE_TOKENS (keyed by page id and by the page's
     Instagram business account id); PAGE_TOKEN is the single-page fallback."""
-    external_id = conversation.binding.external_id if conversation.binding_id else ""
     mapping = get_optional_credential(tenant_id, "meta", "PAGE_TOKENS") if external_id else None
     if mapping:
         try:
@@ -41,7 +40,12 @@ def _page_token(tenant_id: int, conversation) -> str:
             token = None
         if token:
             return token
-    return _credential(tenant_id, "meta", "PAGE_TOKEN")
+    return get_optional_credential(tenant_id, "meta", "PAGE_TOKEN") or ""
+
+
+def _page_token(tenant_id: int, conversation) -> str:
+    external_id = conversation.binding.external_id if conversation.binding_id else ""
+    return page_token_for(tenant_id, external_id) or _credential(tenant_id, "meta", "PAGE_TOKEN")
 
 
 class MetaDirect:
