@@ -159,6 +159,32 @@ def recover_stranded_lanes(*, older_than_seconds: float = 60) -> int:
     return restarted
 
 
+def prune_delivery_attempts(*, keep_days: float | None = None, batch: int = 5000) -> int:
+    """Delete delivery attempts older than `keep_days` (DELIVERY_ATTEMPTS_KEEP_DAYS; 0 keeps them
+    all), oldest first, in batches along the primary key (ids grow with time), so the periodic job
+    never scans the table nor holds a long transaction. Messages keep their status and error."""
+    keep_days = settings.DELIVERY_ATTEMPTS_KEEP_DAYS if keep_days is None else keep_days
+    if not keep_days or keep_days <= 0:
+        return 0
+    deleted = 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                f"""
+                DELETE FROM {ATTEMPTS} WHERE id IN (
+                    SELECT id FROM {ATTEMPTS} ORDER BY id LIMIT %(batch)s)
+                  AND started_at < statement_timestamp() - make_interval(days => %(days)s)
+                """,
+                {"batch": batch, "days": int(keep_days)},
+            )
+            deleted += cursor.rowcount
+            if cursor.rowcount < batch:  # reached attempts young enough to keep
+                break
+    if deleted:
+        logger.info("Relay: deleted %d delivery attempt(s) older than %s days", deleted, keep_days)
+    return deleted
+
+
 def relay_parts(*, conversation, parts: list[str], role: str, sent_by=None, turn_id: str = "", now=None) -> list[ChatMessage]:
     """Store and queue each part (split to the channel's limit) in order, in one transaction."""
     limit = CHANNEL_LIMITS.get(conversation.channel_source, 1000)

@@ -37,6 +37,14 @@ def recover_stranded_lanes(timestamp: int | None = None):
     return _fresh_connections(recover)
 
 
+@app.periodic(cron="41 3 * * *", periodic_id="relay-prune-attempts")
+@app.task(name="messaging.prune_delivery_attempts", queue="relay", queueing_lock="relay-prune-attempts")
+def prune_delivery_attempts(timestamp: int | None = None):
+    from messaging.relay import prune_delivery_attempts as prune
+
+    return _fresh_connections(prune)
+
+
 # No procrastinate retry for the buffer's job: a retry puts the failed job back to "todo", and when
 # the customer has written meanwhile another job of the conversation already waits under the same
 # queueing lock, so the retry breaks that unique index and leaves the job "doing" for good, holding

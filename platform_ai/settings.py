@@ -273,6 +273,8 @@ RELAY_RETRY_MAX_SECONDS = env.float("RELAY_RETRY_MAX_SECONDS", default=300)
 RELAY_CONCURRENCY = env.int("RELAY_CONCURRENCY", default=16)
 RELAY_POLL_SECONDS = env.float("RELAY_POLL_SECONDS", default=0.1)
 RELAY_ORPHAN_SECONDS = env.float("RELAY_ORPHAN_SECONDS", default=30)
+# Delivery attempts (the per-try log behind each outbound message) are deleted after this many days (0: kept).
+DELIVERY_ATTEMPTS_KEEP_DAYS = env.int("DELIVERY_ATTEMPTS_KEEP_DAYS", default=90)
 HUMAN_TAKEOVER_HOURS = env.float("HUMAN_TAKEOVER_HOURS", default=24)
 # The webhook inbox (messaging.inbox): webhooks persist the raw delivery and answer; every worker
 # drains the inbox in batches (up to INBOX_BATCH per transaction), looking every INBOX_POLL_SECONDS.

@@ -548,3 +548,16 @@ def test_a_token_quoted_by_a_connection_error_is_not_stored(wa_conversation):
     message.refresh_from_db()
     assert token not in message.error and "[redacted]" in message.error
     assert token not in DeliveryAttempt.dangerously_unscoped.get(message=message).error
+
+
+def test_old_delivery_attempts_are_pruned_oldest_first(wa_conversation, settings):
+    message = _queued(wa_conversation)
+    now = timezone.now()
+    for number, age_days in enumerate((200, 120, 91, 30, 1), start=1):
+        DeliveryAttempt.dangerously_unscoped.create(tenant_id=message.tenant_id, message=message, number=number,
+                                                   started_at=now - timedelta(days=age_days), outcome="retry")
+    assert relay.prune_delivery_attempts(keep_days=0) == 0  # 0 keeps everything
+    assert relay.prune_delivery_attempts(keep_days=90, batch=2) == 3
+    assert sorted(DeliveryAttempt.dangerously_unscoped.values_list("number", flat=True)) == [4, 5]
+    message.refresh_from_db()
+    assert message.status == "queued"  # the message itself is untouched

@@ -47,7 +47,7 @@ class WorkerConnector(PsycopgConnector):
 # cannot be put back is left for a person (logged), not dropped.
 SUPERSEDABLE_TASKS = {
     "messaging.answer_conversation", "messaging.rearm_stranded_conversations", "messaging.recover_stranded_lanes",
-    "rag.reconcile", "integrations.refresh_expiring_tokens",
+    "messaging.prune_delivery_attempts", "rag.reconcile", "integrations.refresh_expiring_tokens",
 }
 
 
