@@ -10,18 +10,13 @@ from dataclasses import dataclass
 
 import httpx
 
+from messaging.storable import storable
+
 logger = logging.getLogger(__name__)
 
 # Connect fast or give up; a provider taking longer than this to answer is retried (with its
 # idempotency key) rather than holding a worker slot.
 HTTP_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
-
-
-def storable(text, limit: int) -> str:
-    """Provider text as PostgreSQL can store it: no NUL, no lone surrogate, cut to the column.
-    (A row that cannot be written after a send would have the relay send it again.)"""
-    text = "" if text is None else str(text)
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:limit]
 
 
 @dataclass

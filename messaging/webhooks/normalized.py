@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from messaging.storable import storable_value
+
 logger = logging.getLogger(__name__)
 
 
@@ -79,27 +81,6 @@ def from_unix(value) -> datetime | None:
         return None
 
 
-def _without_nul(value):
-    """PostgreSQL's text and jsonb cannot hold U+0000; a customer's text may (pasted, or sent on purpose)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    return value
-
-
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    return False
-
-
 @functools.cache
 def _field_names(cls) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
@@ -107,9 +88,13 @@ def _field_names(cls) -> tuple[str, ...]:
 
 def clean(event):
     """The event with every string (attachments included) storable in PostgreSQL (the event
-    itself when it holds no NUL, as nearly every one does: no copy on the drain's hot path)."""
-    changes = {name: _without_nul(value) for name in _field_names(type(event))
-               if _has_nul(value := getattr(event, name))}
+    itself when nothing needed a change, as for nearly every one: no copy on the drain's path)."""
+    changes = {}
+    for name in _field_names(type(event)):
+        value = getattr(event, name)
+        fixed = storable_value(value)
+        if fixed is not value:
+            changes[name] = fixed
     return dataclasses.replace(event, **changes) if changes else event
 
 

@@ -144,6 +144,15 @@ def test_a_nul_character_in_a_customer_text_is_stored_without_it(anon, wa_bindin
     assert message.text == "hola che" and message.conversation.contact_name == "Ana"
 
 
+def test_half_an_emoji_in_a_customer_text_does_not_cost_the_message(anon, wa_binding):
+    """JSON can carry a lone surrogate ("\\ud83d" without its pair), which UTF-8 cannot hold."""
+    from messaging.models import InboundDelivery
+
+    post_meta(anon, whatsapp_text(wa_binding.external_id, "5491100000001", "gracias \ud83d"))
+    assert not InboundDelivery.objects.exists()
+    assert ChatMessage.dangerously_unscoped.get().text == "gracias ?"
+
+
 def test_a_whatsapp_flow_reply_reaches_the_agent_with_its_answers(anon, wa_binding):
     """interactive.nfm_reply, as Meta's Flows docs show it: the answers are a JSON string."""
     body = whatsapp_text(wa_binding.external_id, "5491100000001", "unused")
