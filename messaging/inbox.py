@@ -94,10 +94,12 @@ def process_pending(limit: int | None = None) -> int:
             with transaction.atomic():
                 batch = _claim(limit)
                 inbound: list = []
-                for delivery in batch:
-                    process(delivery, inbound)
+                skipped = {delivery.id: process(delivery, inbound) for delivery in batch}
                 _store_inbound(inbound)
-                _delete([delivery.id for delivery in batch])
+                _delete([delivery.id for delivery in batch if not skipped[delivery.id]])
+                for delivery in batch:
+                    if skipped[delivery.id]:
+                        _keep_partly_read(delivery, skipped[delivery.id])
             return len(batch)
         except StaleBinding:
             continue  # rolled back; the stale routes left the cache: the same batch again, in order
@@ -139,22 +141,25 @@ def _one_at_a_time(limit: int) -> int:
                 continue
             delivery = Delivery(*row)
             try:
-                _process_alone(delivery)
+                notes = _process_alone(delivery)
             except Exception as exc:
                 _failed(delivery, exc)
             else:
-                _delete([delivery.id])
+                if notes:
+                    _keep_partly_read(delivery, notes)
+                else:
+                    _delete([delivery.id])
     return len(ids)
 
 
-def _process_alone(delivery: Delivery) -> None:
+def _process_alone(delivery: Delivery) -> list[str]:
     for attempt in range(3):
         try:
             with transaction.atomic():
                 inbound: list = []
-                process(delivery, inbound)
+                notes = process(delivery, inbound)
                 _store_inbound(inbound)
-            return
+            return notes
         except StaleBinding:
             if attempt == 2:
                 raise
@@ -181,19 +186,29 @@ def process_again(ids) -> int:
     return InboundDelivery.objects.filter(pk__in=list(ids)).update(next_attempt_at=timezone.now(), attempts=0)
 
 
-def process(delivery: Delivery, inbound: list) -> None:
+def process(delivery: Delivery, inbound: list) -> list[str]:
     """Parse, route and store one delivery, except its customer messages: those are added to
     `inbound` as (Meta route or None, binding, event, received at), for the batch's one write
-    (_store_inbound)."""
+    (_store_inbound). Returns the notes on items the parser had to skip (none, nearly always)."""
     payload = json.loads(delivery.body)
     try:
-        _HANDLERS[delivery.provider](delivery, payload, inbound)
+        return _HANDLERS[delivery.provider](delivery, payload, inbound) or []
     except UnexpectedShape as exc:
         logger.warning("%s webhook: unexpected shape: %s", delivery.provider, exc)
         count(f"{delivery.provider}.unexpected_shape")
+        return []
 
 
-def _meta(delivery: Delivery, payload, inbound: list) -> None:
+def _keep_partly_read(delivery: Delivery, notes: list[str]) -> None:
+    """What could be read is stored; the delivery stays for the platform admin ("process again"
+    after a fix stores the rest: the stored messages are de-duplicated by their ids)."""
+    logger.warning("Webhook inbox: delivery %s kept for the admin; items skipped: %s", delivery.id, notes)
+    count(f"{delivery.provider}.items_skipped")
+    InboundDelivery.objects.filter(pk=delivery.id).update(
+        next_attempt_at=None, last_error=("Stored what could be read; skipped " + "; ".join(notes))[:2000])
+
+
+def _meta(delivery: Delivery, payload, inbound: list) -> list[str]:
     parsed = meta.parse(payload)
     by_route: dict[str, list] = {}
     for event in parsed:
@@ -214,6 +229,7 @@ def _meta(delivery: Delivery, payload, inbound: list) -> None:
                 ingest.apply_events(binding=binding, parsed=route_events, now=delivery.received_at)
                 continue
         unknown_binding(provider, f"Meta account {route_key!r}")
+    return parsed.skipped
 
 
 def _store_inbound(inbound: list) -> None:

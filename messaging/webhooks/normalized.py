@@ -125,6 +125,13 @@ def _skipped(note: str) -> None:
         notes.append(note)
 
 
+class Events(list):
+    """A parser's events, and the notes on the items it skipped (the inbox keeps such a delivery
+    for the platform admin, so a skipped message can be processed again once the code reads it)."""
+
+    skipped: list[str] = []
+
+
 def parser(func):
     """A provider parser's guard: valid JSON whose fields have the wrong types (a string where an
     object belongs, a list for a number) is an unexpected shape (answered 200 and counted), not an
@@ -146,7 +153,8 @@ def parser(func):
         events = result[1] if isinstance(result, tuple) else result
         if skipped and not events:  # nothing understood: the delivery is an unexpected shape (counted)
             raise UnexpectedShape("; ".join(skipped)[:500])
-        events = [clean(event) for event in events]
+        events = Events(clean(event) for event in events)
+        events.skipped = skipped
         return (result[0], events) if isinstance(result, tuple) else events
 
     return parse

@@ -132,6 +132,17 @@ def test_one_odd_message_does_not_cost_the_others_of_its_delivery(anon, wa_bindi
     assert post_meta(anon, body).status_code == 200
     texts = sorted(ChatMessage.dangerously_unscoped.values_list("text", flat=True))
     assert "primero" in texts and "tercero" in texts
+    # The delivery is kept for the platform admin (the odd message may be readable after a fix),
+    # and processing it again stores nothing twice.
+    from messaging import inbox
+    from messaging.models import InboundDelivery
+
+    kept = InboundDelivery.objects.get()
+    assert kept.next_attempt_at is None and "skipped WhatsApp message 1" in kept.last_error
+    assert WebhookCounter.objects.get(name="meta_direct.items_skipped").count == 1
+    inbox.process_again([kept.pk])
+    inbox.drain()
+    assert sorted(ChatMessage.dangerously_unscoped.values_list("text", flat=True)) == texts
 
 
 def test_a_nul_character_in_a_customer_text_is_stored_without_it(anon, wa_binding):
