@@ -126,14 +126,14 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
             row[2].append(_inbound_row(conversation, binding.provider, event, now))
             row[3].append(item)
         batch = list(rows.values())
-        vouched, inserted, asked = record_inbound_batch(
+        vouched, inserted, closed_asked = record_inbound_batch(
             [(conversation, binding, messages) for conversation, binding, messages, _ in batch],
             job_queue=answer_conversation.queue, job_task=answer_conversation.name,
             lock_prefix=buffer.BUFFER_LOCK_PREFIX,
             notify_sql=events.inbound_notify_sql("msg.tenant_id", "msg.conversation_id", "msg.id"),
         )
         stored += inserted
-        reopen_closed(asked)
+        reopen_closed(closed_asked)
         stale += [item for index, row in enumerate(batch) if index not in vouched for item in row[3]]
         pending = later
     return stored, stale
@@ -141,18 +141,14 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
 
 def reopen_closed(conversation_ids: list[int]) -> None:
     """A customer who writes to a closed conversation asks something new: it opens again, to the
-    bot. Only conversations whose message was really stored (a replayed old one reopens nothing),
-    and only those closed before it arrived."""
+    bot. The batch's write names them: closed conversations whose new message was really stored
+    (a replayed old one reopens nothing). No query at all otherwise."""
     if not conversation_ids:
         return
-    reopened = list(ChatConversation.dangerously_unscoped.filter(pk__in=conversation_ids,
-                                                                 status=ConversationStatus.CLOSED))
-    if reopened:
-        ChatConversation.dangerously_unscoped.filter(pk__in=[c.pk for c in reopened]).update(
-            status=ConversationStatus.BOT, updated_at=timezone.now())
-        for conversation in reopened:
-            conversation.status = ConversationStatus.BOT
-            events.conversation_updated(conversation)
+    ChatConversation.dangerously_unscoped.filter(pk__in=conversation_ids, status=ConversationStatus.CLOSED).update(
+        status=ConversationStatus.BOT, updated_at=timezone.now())
+    for conversation in ChatConversation.dangerously_unscoped.filter(pk__in=conversation_ids):
+        events.conversation_updated(conversation)
 
 
 def _inbound_row(conversation, provider, event: InboundMessage, now) -> ChatMessage:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 from django.db import IntegrityError, connection, models, transaction
 
-from messaging.models import ChannelBinding, ChatConversation, ChatMessage
+from messaging.models import ChannelBinding, ChatConversation, ChatMessage, ConversationStatus
 
 
 # Field types whose Python value psycopg adapts as it is (Django's get_db_prep_save only checks
@@ -142,8 +142,8 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
     every new message publishes its live events. Rows are written in conversation-key order, so
     two batches lock conversations in the same order.
 
-    Returns (indexes of the rows whose binding vouched, messages inserted, the conversations that
-    got a new customer message)."""
+    Returns (indexes of the rows whose binding vouched, messages inserted, the closed conversations
+    that got a new customer message)."""
     conversation_columns = message_columns = None
     conversation_arrays: list[list] = []
     message_arrays: list[list] = []
@@ -196,7 +196,8 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
             f"ORDER BY tenant, {c_at[quote('provider')]}, {c_at[quote('channel_source')]}, "
             f"{c_at[quote('contact_external_id')]} "
             f"ON CONFLICT (tenant_id, provider, channel_source, contact_external_id) DO UPDATE SET {_CONVERSATION_UPDATE} "
-            "RETURNING t.id, t.tenant_id, t.provider, t.channel_source, t.contact_external_id, t.buffer_due_at), "
+            "RETURNING t.id, t.tenant_id, t.provider, t.channel_source, t.contact_external_id, t.buffer_due_at, "
+            "t.status), "
             "keyed AS (SELECT c_in.k, conv.id, conv.tenant_id, conv.buffer_due_at FROM c_ok AS c_in JOIN conv "
             f"ON conv.tenant_id = c_in.tenant AND conv.provider = {c_at[quote('provider')]} "
             f"AND conv.channel_source = {c_at[quote('channel_source')]} "
@@ -218,7 +219,8 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
             "FROM keyed AS conv WHERE conv.id IN (SELECT conversation_id FROM turns)), "
             f"notes AS (SELECT count({notify_sql}) AS n FROM msg) "
             "SELECT (SELECT array_agg(k) FROM c_ok), (SELECT count(*) FROM msg), (SELECT n FROM jobs), "
-            "(SELECT n FROM notes), (SELECT array_agg(conversation_id) FROM turns)"
+            "(SELECT n FROM notes), (SELECT array_agg(conv.id) FROM conv JOIN turns ON turns.conversation_id = conv.id "
+            f"WHERE conv.status = '{ConversationStatus.CLOSED}')"
         )
     params = [*vouch, *(conversation_arrays[i] for i in conversation_keep), message_rows,
               *(message_arrays[i] for i in message_keep), "customer", lock_prefix, job_queue, job_task,
@@ -226,9 +228,9 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
     for attempt in range(3):
         try:
             result = _execute(sql, params)
-            vouched, inserted, answered = result[0], result[1], result[4]
+            vouched, inserted, closed_asked = result[0], result[1], result[4]
             break
         except IntegrityError as exc:  # two workers deferring one conversation's job: run again
             if attempt == 2 or "queueing_lock" not in str(exc):
                 raise
-    return set(vouched or ()), inserted, list(answered or ())
+    return set(vouched or ()), inserted, list(closed_asked or ())
