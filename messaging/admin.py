@@ -13,10 +13,9 @@ from messaging.models import (
     DeliveryAttempt,
     InboundDelivery,
     MessageStatus,
-    Provider,
     WebhookCounter,
 )
-from messaging.serializers import webhook_url
+from messaging.serializers import binding_claim_problem, webhook_url
 from tenants.admin_base import (
     PlatformAdminOnly,
     TenantScopedAdmin,
@@ -38,34 +37,22 @@ class ChannelBindingAdmin(TenantScopedAdmin):
         return webhook_url(obj) if obj and obj.pk else "(saved bindings show their URL)"
 
     def get_form(self, request, obj=None, **kwargs):
-        """Tenant staff binding a Meta account by hand prove it is theirs, as through the API
-        (messaging.integrations.meta.verify_ownership); platform administrators are trusted. A
-        Chatwoot account already bound in the same tenant is a form error (its uniqueness is per
-        tenant, a field the form leaves out, so Django's own check would not run)."""
+        """The API's checks (messaging.serializers.binding_claim_problem) as a form error: the
+        tenant is a field the form leaves out, so Django's own uniqueness check would not run."""
         form_class = super().get_form(request, obj, **kwargs)
         platform = is_platform_admin(request)
 
         class ChannelForm(form_class):
             def clean(self):
                 data = super().clean()
-                claimed = (data.get("provider"), data.get("channel_source"), data.get("external_id"))
                 tenant_id = (self.instance.tenant_id or getattr(data.get("tenant"), "pk", None)
                              or request_tenant_id(request))
-                if claimed[0] == Provider.CHATWOOT and claimed[2] and tenant_id:
-                    clash = ChannelBinding.dangerously_unscoped.filter(
-                        tenant_id=tenant_id, provider=Provider.CHATWOOT, external_id=claimed[2])
-                    if clash.exclude(pk=self.instance.pk).exists():
-                        self.add_error("external_id", f"Chatwoot account {claimed[2]!r} is already bound in this tenant.")
-                known = (self.instance.provider, self.instance.channel_source, self.instance.external_id)
-                if (not platform and claimed[0] == Provider.META_DIRECT and all(claimed)
-                        and (self.instance.pk is None or claimed != known)):
-                    from messaging.integrations.errors import ConnectError
-                    from messaging.integrations.meta import verify_ownership
-
-                    try:
-                        verify_ownership(request_tenant_id(request), channel_source=claimed[1], external_id=claimed[2])
-                    except ConnectError as exc:
-                        self.add_error("external_id", str(exc))
+                problem = binding_claim_problem(
+                    tenant_id=tenant_id, instance=self.instance, provider=data.get("provider"),
+                    channel_source=data.get("channel_source"), external_id=data.get("external_id"),
+                    prove_ownership=not platform)
+                if problem:
+                    self.add_error("external_id", problem)
                 return data
 
         return ChannelForm

@@ -42,38 +42,44 @@ class ChannelBindingSerializer(serializers.ModelSerializer):
         return value
 
     def validate(self, attrs):
-        provider = attrs.get("provider", getattr(self.instance, "provider", None))
-        external_id = attrs.get("external_id", getattr(self.instance, "external_id", None))
-        clash = ChannelBinding.dangerously_unscoped.filter(provider=provider, external_id=external_id)
-        if provider == Provider.CHATWOOT:  # account ids repeat across Chatwoot installations
-            from tenants.scoping import require_tenant_id
+        from tenants.scoping import require_tenant_id
 
-            clash = clash.filter(tenant_id=require_tenant_id())
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(
-                {"external_id": f"A {provider} channel with external id {external_id!r} is already bound."}
-            )
-        channel_source = attrs.get("channel_source", getattr(self.instance, "channel_source", None))
-        claimed = (provider, channel_source, external_id)
-        unchanged = self.instance is not None and claimed == (
-            self.instance.provider, self.instance.channel_source, self.instance.external_id)
-        if provider == Provider.META_DIRECT and not unchanged:
-            proof_of_ownership(channel_source=channel_source, external_id=external_id)
+        claimed = {name: attrs.get(name, getattr(self.instance, name, None))
+                   for name in ("provider", "channel_source", "external_id")}
+        problem = binding_claim_problem(tenant_id=require_tenant_id(), instance=self.instance, **claimed)
+        if problem:
+            raise serializers.ValidationError({"external_id": problem})
         return attrs
 
 
-def proof_of_ownership(*, channel_source: str, external_id: str) -> None:
-    """A Meta account bound by hand must be the tenant's (messaging.integrations.meta.verify_ownership)."""
-    from messaging.integrations.errors import ConnectError
-    from messaging.integrations.meta import verify_ownership
-    from tenants.scoping import require_tenant_id
+def binding_claim_problem(*, tenant_id: int, instance, provider, channel_source, external_id,
+                          prove_ownership: bool = True) -> str:
+    """Why this tenant may not bind this account ("" when it may), for the API and the admin:
+    - the account is bound already: anywhere for Meta and YCloud (their ids route deliveries), in
+      this tenant for Chatwoot (account ids repeat across installations; token URLs route them);
+    - a Meta account claimed by hand (new, or another account than before) must be the tenant's
+      (messaging.integrations.meta.verify_ownership); platform admins are trusted (prove_ownership)."""
+    if not (provider and external_id):
+        return ""
+    clash = ChannelBinding.dangerously_unscoped.filter(provider=provider, external_id=external_id)
+    if provider == Provider.CHATWOOT:
+        clash = clash.filter(tenant_id=tenant_id)
+    if instance is not None and instance.pk:
+        clash = clash.exclude(pk=instance.pk)
+    if clash.exists():
+        where = " in this tenant" if provider == Provider.CHATWOOT else ""
+        return f"A {provider} channel with external id {external_id!r} is already bound{where}."
+    unchanged = instance is not None and instance.pk and (provider, channel_source, external_id) == (
+        instance.provider, instance.channel_source, instance.external_id)
+    if provider == Provider.META_DIRECT and prove_ownership and not unchanged:
+        from messaging.integrations.errors import ConnectError
+        from messaging.integrations.meta import verify_ownership
 
-    try:
-        verify_ownership(require_tenant_id(), channel_source=channel_source, external_id=external_id)
-    except ConnectError as exc:
-        raise serializers.ValidationError({"external_id": str(exc)}) from None
+        try:
+            verify_ownership(tenant_id, channel_source=channel_source, external_id=external_id)
+        except ConnectError as exc:
+            return str(exc)
+    return ""
 
 
 class MessageSerializer(serializers.ModelSerializer):
