@@ -125,16 +125,25 @@ def rearm_stranded_conversations(*, older_than_seconds: float = 60) -> int:
     return rearmed
 
 
-def skip_reason(conversation: ChatConversation, now) -> str:
-    """Why the bot must not answer now ("" when it may)."""
-    from agents.models import Agent
-
+def held_by_staff(conversation: ChatConversation, now) -> str:
+    """Why staff keep the bot out of this conversation ("" when they do not): asked before a turn,
+    and again before its reply goes out (a person may have taken over meanwhile)."""
     if conversation.status == ConversationStatus.HUMAN:
         return "Conversation is in human mode; the bot does not answer."
     if conversation.status == ConversationStatus.CLOSED:
         return "Conversation is closed; the bot does not answer."
     if conversation.bot_paused_until and conversation.bot_paused_until > now:
         return f"Bot paused until {conversation.bot_paused_until:%Y-%m-%d %H:%M} UTC."
+    return ""
+
+
+def skip_reason(conversation: ChatConversation, now) -> str:
+    """Why the bot must not answer now ("" when it may)."""
+    from agents.models import Agent
+
+    held = held_by_staff(conversation, now)
+    if held:
+        return held
     agent_id = conversation.agent_id or (conversation.binding.agent_id if conversation.binding_id else None)
     if agent_id is None:
         return "No agent is assigned to this channel."
@@ -176,7 +185,7 @@ def _claim(conversation_id: int, now):
         reason = skip_reason(conversation, now)
         if new:
             ChatMessage.objects.filter(pk__in=new).update(answered_at=now)
-        ids = interrupted + [i for i in new if i not in interrupted]
+        ids = interrupted + new  # the interrupted ones were marked answered when first claimed
         if reason:
             logger.info("Conversation %s: no turn for %d message(s): %s", conversation.pk, len(ids), reason)
             conversation.turn_claim = []
@@ -244,11 +253,11 @@ def _answer(conversation: ChatConversation, ids: list[int], turn_runner) -> str:
         # A person may have taken over while the model was answering (a staff reply, a Chatwoot
         # agent, the pause button): the bot's reply is then not sent. The turn's own hand-off
         # (which pauses the bot too) still sends its goodbye.
-        taken_over = "" if handed_off else _taken_over(locked)
+        taken_over = "" if handed_off else held_by_staff(locked, timezone.now())
         if taken_over:
             logger.info("Conversation %s: the agent's reply (%d part(s)) was not sent: %s",
                         conversation.pk, len(parts), taken_over)
-            error, parts = f"The agent's reply was not sent: {taken_over}", []
+            error, parts = f"The agent's reply was not sent (staff took over while it was written): {taken_over}", []
         replies = relay_parts(conversation=locked, parts=parts, role=Role.AGENT, turn_id=turn_id) if parts else []
         locked.turn_claim = []
         locked.last_error = (error or "")[:500]
@@ -261,17 +270,6 @@ def _answer(conversation: ChatConversation, ids: list[int], turn_runner) -> str:
         return f"error: {error}"
     _feed_shadow_rag(locked, agent_id, claimed + replies)
     return f"answered {len(ids)} message(s) with {len(parts)} part(s)"
-
-
-def _taken_over(conversation: ChatConversation) -> str:
-    """Why a finished turn's reply must not go out any more ("" when it may)."""
-    if conversation.status == ConversationStatus.HUMAN:
-        return "a person took over the conversation while the agent was answering."
-    if conversation.status == ConversationStatus.CLOSED:
-        return "the conversation was closed while the agent was answering."
-    if conversation.bot_paused_until and conversation.bot_paused_until > timezone.now():
-        return "the bot was paused while the agent was answering."
-    return ""
 
 
 def _feed_shadow_rag(conversation, agent_id, messages) -> None:

@@ -235,10 +235,8 @@ def _is_our_own(conversation: ChatConversation, event: HumanReply) -> bool:
     if recent.filter(provider_message_id=event.provider_message_id).exists():
         return True
     # The echo can arrive before the relay has recorded Chatwoot's id: then match the text of a
-    # message still without one. Once every id is recorded, a person writing the same words as
-    # the bot did ("¡Gracias!") is a person, and pauses the bot.
-    # (still queued, i.e. in flight, however old it is: a retried message leaves late; or sent
-    # in the last ten minutes without an id).
+    # message without one, still in flight (however old: a retried message leaves late) or sent
+    # in the last ten minutes. A person writing words the bot sent earlier is a person.
     in_flight = Q(status=MessageStatus.QUEUED)
     just_sent = Q(sent_at__gte=timezone.now() - timedelta(minutes=10), provider_message_id__isnull=True)
     return recent.filter(in_flight | just_sent, text=event.text).exists()

@@ -159,12 +159,12 @@ def recover_stranded_lanes(*, older_than_seconds: float = 60) -> int:
     return restarted
 
 
-def prune_delivery_attempts(*, keep_days: float | None = None, batch: int = 5000) -> int:
+def prune_delivery_attempts(*, keep_days: int | None = None, batch: int = 5000) -> int:
     """Delete delivery attempts older than `keep_days` (DELIVERY_ATTEMPTS_KEEP_DAYS; 0 keeps them
     all), oldest first, in batches along the primary key (ids grow with time), so the periodic job
     never scans the table nor holds a long transaction. Messages keep their status and error."""
     keep_days = settings.DELIVERY_ATTEMPTS_KEEP_DAYS if keep_days is None else keep_days
-    if not keep_days or keep_days <= 0:
+    if keep_days <= 0:
         return 0
     deleted = 0
     with connection.cursor() as cursor:
@@ -175,7 +175,7 @@ def prune_delivery_attempts(*, keep_days: float | None = None, batch: int = 5000
                     SELECT id FROM {ATTEMPTS} ORDER BY id LIMIT %(batch)s)
                   AND started_at < statement_timestamp() - make_interval(days => %(days)s)
                 """,
-                {"batch": batch, "days": int(keep_days)},
+                {"batch": batch, "days": keep_days},
             )
             deleted += cursor.rowcount
             if cursor.rowcount < batch:  # reached attempts young enough to keep
