@@ -4,6 +4,7 @@ PostgreSQL, environment for child processes, an RSS sampler and a keep-alive loa
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import statistics
 import subprocess
@@ -16,6 +17,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH_DB = "bench_messaging"
+BENCH_FIELD_ENCRYPTION_KEY = base64.urlsafe_b64encode(b"bench-only-key, scratch database".ljust(32, b"-")).decode()
 sys.path.insert(0, str(ROOT))
 
 
@@ -42,12 +44,13 @@ def reset_scratch_database() -> str:
 
 def child_env(database_url: str, **extra) -> dict:
     """Environment of a process on the scratch database (production mode: explicit secrets)."""
-    data = ROOT / ".data"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url,
-        SECRET_KEY=(data / "secret_key").read_text().strip() if (data / "secret_key").exists() else "bench-secret",
-        FIELD_ENCRYPTION_KEY=(data / "field_encryption_key").read_text().strip(),
+        SECRET_KEY="bench-secret",
+        # The scratch database holds only the benchmark's own tenants, so a fixed key will do; it also
+        # lets `make bench` run on a fresh clone before `make up` has created .data/'s keys.
+        FIELD_ENCRYPTION_KEY=BENCH_FIELD_ENCRYPTION_KEY,
         INTERNAL_SECRET_KEY="bench-internal",
         META_APP_SECRET="bench-app-secret",
         LOG_LEVEL="WARNING",
