@@ -321,7 +321,9 @@ def _load_heads(lane_ids: list[int]) -> dict[int, ChatMessage]:
 
 def prepare(claims: list[Claim], owner: int) -> list[Claim]:
     """Load each claimed lane's next message and count the attempt at it: its DeliveryAttempt row
-    is committed before the call, so an interrupted try stays visible. Lanes with nothing queued
+    is committed before the call, so an interrupted try stays visible. `attempts` counts the tries
+    since the message was last queued (retries and the give-up count from it); the attempt rows
+    are numbered on across a staff retry, so the message's delivery log reads in order. Lanes with nothing queued
     are handed back. Returns the claims that have a message to send."""
     if not claims:
         return []
@@ -338,9 +340,13 @@ def prepare(claims: list[Claim], owner: int) -> list[Claim]:
         cursor.execute(
             f"""
             WITH counted AS (UPDATE {MESSAGES} SET attempts = attempts + 1 WHERE id = ANY(%s)
-                             RETURNING id, tenant_id, attempts)
-            INSERT INTO {ATTEMPTS} (tenant_id, message_id, number, started_at, outcome, http_status, duration_ms, error)
-            SELECT tenant_id, id, attempts, now(), '', NULL, NULL, '' FROM counted RETURNING message_id, id, number
+                             RETURNING id, tenant_id, attempts),
+                 logged AS (
+                INSERT INTO {ATTEMPTS} (tenant_id, message_id, number, started_at, outcome, http_status, duration_ms, error)
+                SELECT tenant_id, id, COALESCE((SELECT max(a.number) FROM {ATTEMPTS} a WHERE a.message_id = counted.id),
+                                               0) + 1,
+                       now(), '', NULL, NULL, '' FROM counted RETURNING message_id, id)
+            SELECT logged.message_id, logged.id, counted.attempts FROM logged JOIN counted ON counted.id = logged.message_id
             """,
             [[heads[claim.lane_id].pk for claim in ready]],
         )

@@ -136,7 +136,10 @@ def staff_reply(*, tenant_id: int, conversation_id, text: str, user=None) -> lis
 
 
 def retry_message(*, tenant_id: int, message_id) -> ChatMessage:
-    """Send a failed outbound message again (a fresh lane slot; attempts start over)."""
+    """Send a failed outbound message again: a fresh lane slot, and a fresh set of attempts
+    (its delivery log numbers on). The idempotency key stays: a message recorded as failed may
+    still have left (a try whose answer was lost), and a provider that honours the key then
+    does not deliver it twice."""
     with tenant_scope(tenant_id), transaction.atomic():
         message = ChatMessage.objects.select_for_update().select_related("conversation").filter(pk=message_id).first()
         if message is None:

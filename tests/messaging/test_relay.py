@@ -276,6 +276,26 @@ def test_timeouts_and_429_retry_until_max_attempts(wa_conversation, settings):
     assert message.attempts == 3 and "connection error" in message.error
 
 
+@respx.mock
+def test_a_staff_retry_gets_fresh_attempts_and_its_log_numbers_on(wa_conversation, settings):
+    from messaging.services import retry_message
+
+    settings.RELAY_MAX_ATTEMPTS = 2
+    respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
+        httpx.Response(503), httpx.Response(503), httpx.Response(503),
+        httpx.Response(200, json={"messages": [{"id": "wamid.RETRIED"}]}),
+    ])
+    message = _queued(wa_conversation)
+    key = message.idempotency_key
+    assert [_run(message), _run(message)] == ["retry", "failed"]
+    retry_message(tenant_id=message.tenant_id, message_id=message.pk)
+    assert [_run(message), _run(message)] == ["retry", "sent"]  # two fresh attempts, not failed at once
+    message.refresh_from_db()
+    assert message.attempts == 2 and message.idempotency_key == key and message.provider_message_id == "wamid.RETRIED"
+    log = list(DeliveryAttempt.dangerously_unscoped.filter(message=message).values_list("number", "outcome"))
+    assert log == [(1, "retry"), (2, "failed"), (3, "retry"), (4, "sent")]
+
+
 def test_missing_credentials_fail_with_a_clear_error(wa_binding):
     conversation = factories.conversation(wa_binding.tenant, binding=wa_binding)
     message = _queued(conversation)
