@@ -208,3 +208,45 @@ def test_a_worker_killed_mid_turn_while_the_customer_writes_again(tmp_path, prov
     assert provider.texts() == ["Hola, te respondo las dos cosas."]
     assert model_a.messages()[-1]["content"] == "hola\nsigo esperando"
     assert sorted(jobs.values_list("status", flat=True)) == ["failed", "succeeded"]
+
+
+def test_a_job_whose_status_write_is_cut_is_recorded_and_frees_the_conversation(tmp_path, provider, conversations,
+                                                                                 client, settings, agent_a, model_a):
+    """The database connection of a finished turn's status write is cut (a database restart at that
+    moment) while the worker lives on. procrastinate alone left that job "doing" for good under a
+    worker whose heartbeat went on, holding the conversation's lock: the customer's next message was
+    never answered. The worker now writes the status again, and the next message is answered."""
+    import psycopg
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    from tests.fakes.openai_server import Reply
+    from tests.messaging.helpers import post_meta, wait_until, whatsapp_text
+
+    settings.MESSAGE_BUFFER_SECONDS = 0.5
+    binding = conversations[0].binding
+    binding.agent = agent_a
+    binding.save()
+    model_a.push(Reply.text("Primera respuesta", delay=0.5), Reply.text("Segunda respuesta"))
+    post_meta(client, whatsapp_text(binding.external_id, "5491166666666", "hola"))
+    conversation = ChatMessage.dangerously_unscoped.get(text="hola").conversation
+    job = ProcrastinateJob.objects.get(task_name="messaging.answer_conversation", args__conversation_id=conversation.pk)
+    params = connection.get_connection_params()
+    with _worker(tmp_path, provider) as worker, psycopg.connect(**params) as holder:
+        worker.wait_for(lambda: len(model_a.requests) == 1)
+        holder.execute("SELECT 1 FROM procrastinate_jobs WHERE id = %s FOR UPDATE", [job.pk])
+
+        def waiting_status_write():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND query LIKE '%%procrastinate_finish_job%%'")
+                return cursor.fetchone()
+
+        pid = wait_until(waiting_status_write)[0]  # the turn is over; its status write waits on our lock
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        holder.rollback()
+        worker.wait_for(lambda: ProcrastinateJob.objects.get(pk=job.pk).status == "succeeded")
+        assert "Could not record job" in worker.output()
+        post_meta(client, whatsapp_text(binding.external_id, "5491166666666", "¿seguís ahí?"))
+        worker.wait_for(lambda: len(provider.deliveries()) == 2)
+    assert provider.texts() == ["Primera respuesta", "Segunda respuesta"]

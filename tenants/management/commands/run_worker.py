@@ -5,7 +5,11 @@ procrastinate's defaults (concurrency 1, polling every 5 s) would make the 16 s 
 workers as you like, on as many machines as you like: they share the database.
 
 A worker killed with SIGKILL leaves its running jobs in "doing". Every worker therefore also
-requeues the jobs of workers whose heartbeat is older than PROCRASTINATE_STALLED_SECONDS.
+requeues the jobs of workers whose heartbeat is older than PROCRASTINATE_STALLED_SECONDS. A
+worker that lives on but could not write a finished job's status (the database restarting at
+that moment) tries again until it can (DurableStatusWorker): procrastinate alone would leave the
+job "doing" while the worker's heartbeat goes on, holding the job's lock (a conversation's buffer
+lock: that customer would never be answered again) until the worker is restarted.
 
 Each worker also runs, on the same event loop, a relay dispatcher (messaging/dispatcher.py: the
 relay's sends are not jobs) and the webhook inbox's drainer (messaging/inbox.py: deliveries are
@@ -25,6 +29,7 @@ from procrastinate.contrib.django import utils as procrastinate_django
 from procrastinate.exceptions import UniqueViolation
 from procrastinate.jobs import Status
 from procrastinate.psycopg_connector import PsycopgConnector
+from procrastinate.worker import Worker
 
 from messaging.dispatcher import Dispatcher
 from messaging.inbox import InboxDrainer
@@ -87,6 +92,49 @@ async def _recover_forever(stalled_seconds: float, every: float) -> None:
         await asyncio.sleep(every)
 
 
+STATUS_RETRY_FIRST_SECONDS = 0.5
+STATUS_RETRY_MAX_SECONDS = 30.0
+
+
+class DurableStatusWorker(Worker):
+    """procrastinate's worker, but a job's final status is written even when the database is away
+    for a moment. The write is tried again with backoff until it lands, the job turns out to be
+    finished already (the first write committed and only its answer was lost), or the worker stops
+    (the job is then "doing" under a worker whose heartbeat ends: requeue_stalled_jobs hands it on).
+    Its slot of the worker's concurrency stays taken meanwhile. (Overrides a private method of
+    procrastinate, pinned in requirements.txt; tests/messaging/test_worker_integration.py cuts the
+    connection of a real worker's status write to keep this honest on an upgrade.)"""
+
+    async def _persist_job_status(self, job, status, retry_decision, context, job_result):
+        delay = STATUS_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await super()._persist_job_status(job, status, retry_decision, context, job_result)
+            except UniqueViolation:
+                # A retry whose queueing lock another job took meanwhile: that job waits to do the work.
+                logger.error("Job %s could not be put back for its retry (a job already waits under its queueing "
+                             "lock %r); marked failed", job.id, job.queueing_lock)
+                return await super()._persist_job_status(job, Status.FAILED, None, context, job_result)
+            except Exception:
+                if self._stop_event.is_set():
+                    raise
+                logger.warning("Could not record job %s as %s; trying again in %.1fs", job.id, status, delay,
+                               exc_info=True)
+            try:
+                await asyncio.wait_for(self._stop_event.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, STATUS_RETRY_MAX_SECONDS)
+            try:
+                current = list(await self.app.job_manager.list_jobs_async(id=job.id))
+            except Exception:
+                continue  # still away: try the write again
+            if not current or current[0].status not in (Status.DOING.value, Status.ABORTING.value) \
+                    or current[0].worker_id != self.worker_id:
+                logger.info("Job %s was recorded after all (%s)", job.id, current[0].status if current else "gone")
+                return None
+
+
 class Command(BaseCommand):
     help = "Run a background worker (procrastinate) for every queue."
 
@@ -118,12 +166,14 @@ class Command(BaseCommand):
                 dispatcher = asyncio.create_task(Dispatcher(connect_params).run()) if relay else None
                 drainer = asyncio.create_task(InboxDrainer().run()) if relay else None
                 try:
-                    await app.run_worker_async(
-                        queues=queues, concurrency=concurrency, fetch_job_polling_interval=polling_interval,
-                        install_signal_handlers=True, update_heartbeat_interval=heartbeat,
-                        listen_notify=settings.PROCRASTINATE_LISTEN_NOTIFY,
-                        stalled_worker_timeout=stalled,
-                    )
+                    # What app.run_worker_async does, with the worker that records statuses durably.
+                    app.perform_import_paths()
+                    await DurableStatusWorker(app=app, **{
+                        **app.worker_defaults,
+                        "queues": queues, "concurrency": concurrency, "fetch_job_polling_interval": polling_interval,
+                        "install_signal_handlers": True, "update_heartbeat_interval": heartbeat,
+                        "listen_notify": settings.PROCRASTINATE_LISTEN_NOTIFY, "stalled_worker_timeout": stalled,
+                    }).run()
                 finally:
                     recovery.cancel()
                     # Sends under way finish and are recorded first; a batch of the inbox commits.
