@@ -49,6 +49,9 @@ class Dispatcher:
         self.poll = poll if poll is not None else settings.RELAY_POLL_SECONDS
         # Sends plus the batch loads; threads keep their own Django connections.
         self.pool = ThreadPoolExecutor(self.concurrency + 2, thread_name_prefix="relay")
+        # Claims wait for this many free places while sends run (a backlog then takes lanes a few
+        # at a time, not one statement per lane); each finished send wakes the loop.
+        self.claim_at = max(1, self.concurrency // 4)
         self.working: set[int] = set()  # lane ids this dispatcher holds
         self.threads: set[concurrent.futures.Future] = set()  # loads and sends running in a thread
 
@@ -104,7 +107,7 @@ class Dispatcher:
                 await db.execute(relay.RELEASE_SQL, relay.release_params(owner, self.working))
                 next_release = time.monotonic() + RELEASE_EVERY_SECONDS
             free = self.concurrency - len(self.working)
-            if free > 0:
+            if free >= self.claim_at:
                 cursor = await db.execute(relay.CLAIM_SQL,
                                           relay.claim_params(owner=owner, limit=free, ahead=self.poll))
                 claims = relay.claims_from_rows(await cursor.fetchall())
