@@ -4,9 +4,10 @@ it beside procrastinate's worker, on the same event loop).
 It claims due lanes in batches (messaging.relay.CLAIM_SQL: FOR UPDATE SKIP LOCKED, so any number
 of dispatchers on any number of machines share the work), loads each lane's next message, waits
 on the event loop until the message's due time, and sends and records it in a thread (providers
-and the vault are synchronous code). At most RELAY_CONCURRENCY lanes are held at once. It looks
-for due lanes every RELAY_POLL_SECONDS, claiming that far ahead so sends leave on time, and at
-once when a send finishes or a NOTIFY on relay.WAKE_CHANNEL says a lane became due now.
+and the vault are synchronous code). At most RELAY_CONCURRENCY lanes are held at once; while sends
+run it claims again once a quarter of them are free, so a backlog is taken a few lanes per
+statement. It looks for due lanes every RELAY_POLL_SECONDS, claiming that far ahead so sends leave
+on time, and at once when a send finishes or a NOTIFY on relay.WAKE_CHANNEL says a lane became due now.
 
 Liveness: the dispatcher holds pg_advisory_lock(relay.LOCK_CLASS, <its id>) on its listening
 connection. PostgreSQL drops the lock the moment that session ends (a kill -9 of the worker, a
