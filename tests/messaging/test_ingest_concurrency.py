@@ -98,7 +98,8 @@ def test_a_staff_reply_holds_the_conversation_before_it_waits_for_the_recipient_
 
         def reply_waits_for_the_lane():
             with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                cursor.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock' AND query LIKE %s",
                                [f"%{DeliveryLane._meta.db_table}%"])
                 return cursor.fetchone()
 

@@ -237,8 +237,8 @@ def test_a_job_whose_status_write_is_cut_is_recorded_and_frees_the_conversation(
 
         def waiting_status_write():
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                               "AND query LIKE '%%procrastinate_finish_job%%'")
+                cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock' AND query LIKE '%%procrastinate_finish_job%%'")
                 return cursor.fetchone()
 
         pid = wait_until(waiting_status_write)[0]  # the turn is over; its status write waits on our lock
@@ -250,3 +250,44 @@ def test_a_job_whose_status_write_is_cut_is_recorded_and_frees_the_conversation(
         post_meta(client, whatsapp_text(binding.external_id, "5491166666666", "¿seguís ahí?"))
         worker.wait_for(lambda: len(provider.deliveries()) == 2)
     assert provider.texts() == ["Primera respuesta", "Segunda respuesta"]
+
+
+def test_the_worker_comes_back_after_the_database_was_away(tmp_path, provider, conversations, client, settings,
+                                                         agent_a, model_a):
+    """The database refuses connections for a while (a restart, a failover). procrastinate's worker
+    stops for good when its listener or heartbeat loses the database: the process used to exit
+    quietly (status 0), and `make up` stopped with it. It now starts its job worker again once the
+    database answers, and the next customer message is answered."""
+    import psycopg
+    from procrastinate.contrib.django.models import ProcrastinateWorker
+
+    from tests.fakes.openai_server import Reply
+    from tests.messaging.helpers import post_meta, whatsapp_text
+
+    settings.MESSAGE_BUFFER_SECONDS = 0.5
+    binding = conversations[0].binding
+    binding.agent = agent_a
+    binding.save()
+    model_a.push(Reply.text("Acá estoy"))
+    name = connection.settings_dict["NAME"]
+    maintenance = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
+    with _worker(tmp_path, provider) as worker, psycopg.connect(**maintenance) as admin:
+        worker.wait_for(lambda: ProcrastinateWorker.objects.exists())  # its job worker is up
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            # Usually procrastinate's listener fails at once and its worker stops; sometimes the
+            # outage is only noticed by the pool, which waits it out. Either way: 5 s at most.
+            try:
+                worker.wait_for(lambda: "stopping worker" in worker.output(), timeout=5)
+            except AssertionError:
+                assert worker.proc.poll() is None, worker.output()[-3000:]
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        if "stopping worker" in worker.output():
+            worker.wait_for(lambda: "starting it again" in worker.output())
+        post_meta(client, whatsapp_text(binding.external_id, "5491155555555", "¿hay alguien?"))
+        worker.wait_for(lambda: len(provider.deliveries()) == 1)
+    assert provider.texts() == ["Acá estoy"]

@@ -5,8 +5,11 @@ procrastinate's defaults (concurrency 1, polling every 5 s) would make the 16 s 
 workers as you like, on as many machines as you like: they share the database.
 
 A worker killed with SIGKILL leaves its running jobs in "doing". Every worker therefore also
-requeues the jobs of workers whose heartbeat is older than PROCRASTINATE_STALLED_SECONDS. A
-worker that lives on but could not write a finished job's status (the database restarting at
+requeues the jobs of workers whose heartbeat is older than PROCRASTINATE_STALLED_SECONDS.
+
+Losing the database: procrastinate's worker stops when its heartbeat or listener cannot reach
+the database; run_jobs_until_stopped starts it again with backoff instead of letting the process
+exit. A worker that lives on but could not write a finished job's status (its connection cut at
 that moment) tries again until it can (DurableStatusWorker): procrastinate alone would leave the
 job "doing" while the worker's heartbeat goes on, holding the job's lock (a conversation's buffer
 lock: that customer would never be answered again) until the worker is restarted.
@@ -18,6 +21,8 @@ stored raw by the webhooks and processed here). `--queue` without `relay` leaves
 
 import asyncio
 import logging
+import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -97,13 +102,15 @@ STATUS_RETRY_MAX_SECONDS = 30.0
 
 
 class DurableStatusWorker(Worker):
-    """procrastinate's worker, but a job's final status is written even when the database is away
-    for a moment. The write is tried again with backoff until it lands, the job turns out to be
-    finished already (the first write committed and only its answer was lost), or the worker stops
-    (the job is then "doing" under a worker whose heartbeat ends: requeue_stalled_jobs hands it on).
-    Its slot of the worker's concurrency stays taken meanwhile. (Overrides a private method of
-    procrastinate, pinned in requirements.txt; tests/messaging/test_worker_integration.py cuts the
-    connection of a real worker's status write to keep this honest on an upgrade.)"""
+    """procrastinate's worker, but a job's final status is written even when its connection is cut
+    at that moment (a database failover, a pooler dropping it, an outage shorter than a heartbeat).
+    The write is tried again with backoff until it lands, the job turns out to be recorded already
+    (the first write committed and only its answer was lost: finishing, retrying and the stalled
+    requeue all count an attempt, fetching does not), or the worker stops (the job is then "doing"
+    under a worker whose heartbeat ends, and requeue_stalled_jobs hands it on). Its place in the
+    worker's concurrency stays taken meanwhile. (Overrides a private method of procrastinate,
+    pinned in requirements.txt; tests/messaging/test_worker_integration.py cuts the connection of a
+    real worker's status write to keep this honest on an upgrade.)"""
 
     async def _persist_job_status(self, job, status, retry_decision, context, job_result):
         delay = STATUS_RETRY_FIRST_SECONDS
@@ -113,12 +120,13 @@ class DurableStatusWorker(Worker):
             except UniqueViolation:
                 # A retry whose queueing lock another job took meanwhile: that job waits to do the work.
                 logger.error("Job %s could not be put back for its retry (a job already waits under its queueing "
-                             "lock %r); marked failed", job.id, job.queueing_lock)
-                return await super()._persist_job_status(job, Status.FAILED, None, context, job_result)
+                             "lock %r); marking it failed", job.id, job.queueing_lock)
+                status, retry_decision = Status.FAILED, None
+                continue
             except Exception:
                 if self._stop_event.is_set():
                     raise
-                logger.warning("Could not record job %s as %s; trying again in %.1fs", job.id, status, delay,
+                logger.warning("Could not record job %s as %s; trying again in %.1fs", job.id, status.value, delay,
                                exc_info=True)
             try:
                 await asyncio.wait_for(self._stop_event.wait(), delay)
@@ -129,10 +137,55 @@ class DurableStatusWorker(Worker):
                 current = list(await self.app.job_manager.list_jobs_async(id=job.id))
             except Exception:
                 continue  # still away: try the write again
-            if not current or current[0].status not in (Status.DOING.value, Status.ABORTING.value) \
-                    or current[0].worker_id != self.worker_id:
+            if not current or current[0].status != Status.DOING.value or current[0].attempts != job.attempts:
                 logger.info("Job %s was recorded after all (%s)", job.id, current[0].status if current else "gone")
                 return None
+
+
+WORKER_RESTART_FIRST_SECONDS = 1.0
+WORKER_RESTART_MAX_SECONDS = 30.0
+
+
+async def run_jobs_until_stopped(**options) -> None:
+    """Run the job worker until SIGINT/SIGTERM. procrastinate's worker stops for good when its
+    heartbeat or its listener loses the database (a restart, a failover): run alone, the process
+    would then exit quietly (status 0) and take `make up` down with it. Here it is started again
+    with backoff until the database answers. The first signal stops it gracefully (running jobs
+    finish); a second one stops the process at once."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    current: list[Worker] = []
+
+    def on_signal():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)  # a second signal: Python's default, at once
+        stopping.set()
+        if current:
+            current[0].stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    app.perform_import_paths()
+    delay = WORKER_RESTART_FIRST_SECONDS
+    while not stopping.is_set():
+        # What app.run_worker_async does, with the worker that records statuses durably.
+        worker = DurableStatusWorker(app=app, **{**app.worker_defaults, **options, "install_signal_handlers": False})
+        current[:] = [worker]
+        started = time.monotonic()
+        try:
+            await worker.run()
+        except Exception:
+            logger.exception("The job worker failed")
+        if stopping.is_set():
+            break
+        if time.monotonic() - started > 10 * WORKER_RESTART_MAX_SECONDS:
+            delay = WORKER_RESTART_FIRST_SECONDS  # it had been running fine: this is a new outage
+        logger.error("The job worker stopped (the database was lost?); starting it again in %.0fs", delay)
+        try:
+            await asyncio.wait_for(stopping.wait(), delay)
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, WORKER_RESTART_MAX_SECONDS)
 
 
 class Command(BaseCommand):
@@ -166,14 +219,11 @@ class Command(BaseCommand):
                 dispatcher = asyncio.create_task(Dispatcher(connect_params).run()) if relay else None
                 drainer = asyncio.create_task(InboxDrainer().run()) if relay else None
                 try:
-                    # What app.run_worker_async does, with the worker that records statuses durably.
-                    app.perform_import_paths()
-                    await DurableStatusWorker(app=app, **{
-                        **app.worker_defaults,
-                        "queues": queues, "concurrency": concurrency, "fetch_job_polling_interval": polling_interval,
-                        "install_signal_handlers": True, "update_heartbeat_interval": heartbeat,
-                        "listen_notify": settings.PROCRASTINATE_LISTEN_NOTIFY, "stalled_worker_timeout": stalled,
-                    }).run()
+                    await run_jobs_until_stopped(
+                        queues=queues, concurrency=concurrency, fetch_job_polling_interval=polling_interval,
+                        update_heartbeat_interval=heartbeat, listen_notify=settings.PROCRASTINATE_LISTEN_NOTIFY,
+                        stalled_worker_timeout=stalled,
+                    )
                 finally:
                     recovery.cancel()
                     # Sends under way finish and are recorded first; a batch of the inbox commits.
