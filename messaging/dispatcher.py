@@ -4,9 +4,8 @@ it beside procrastinate's worker, on the same event loop).
 It claims due lanes in batches (messaging.relay.CLAIM_SQL: FOR UPDATE SKIP LOCKED, so any number
 of dispatchers on any number of machines share the work), loads each lane's next message, waits
 on the event loop until the message's due time, and sends and records it in a thread (providers
-and the vault are synchronous code). At most RELAY_CONCURRENCY lanes are held at once; while sends
-run it claims again once a quarter of them are free, so a backlog is taken a few lanes per
-statement. It looks for due lanes every RELAY_POLL_SECONDS, claiming that far ahead so sends leave
+and the vault are synchronous code). At most RELAY_CONCURRENCY lanes are held at once; in a
+backlog it claims again once a quarter of them are free, so lanes are taken a few per statement. It looks for due lanes every RELAY_POLL_SECONDS, claiming that far ahead so sends leave
 on time, and at once when a send finishes or a NOTIFY on relay.WAKE_CHANNEL says a lane became due now.
 
 Liveness: the dispatcher holds pg_advisory_lock(relay.LOCK_CLASS, <its id>) on its listening
@@ -50,9 +49,11 @@ class Dispatcher:
         self.poll = poll if poll is not None else settings.RELAY_POLL_SECONDS
         # Sends plus the batch loads; threads keep their own Django connections.
         self.pool = ThreadPoolExecutor(self.concurrency + 2, thread_name_prefix="relay")
-        # Claims wait for this many free places while sends run (a backlog then takes lanes a few
-        # at a time, not one statement per lane); each finished send wakes the loop.
+        # In a backlog (the last claim filled every free place), claims wait for this many free
+        # places, so lanes are taken a few per statement, not one; each finished send wakes the
+        # loop. Otherwise one free place is enough: a due lane never waits behind slow sends.
         self.claim_at = max(1, self.concurrency // 4)
+        self.backlog = False
         self.working: set[int] = set()  # lane ids this dispatcher holds
         self.threads: set[concurrent.futures.Future] = set()  # loads and sends running in a thread
 
@@ -108,10 +109,11 @@ class Dispatcher:
                 await db.execute(relay.RELEASE_SQL, relay.release_params(owner, self.working))
                 next_release = time.monotonic() + RELEASE_EVERY_SECONDS
             free = self.concurrency - len(self.working)
-            if free >= self.claim_at:
+            if free >= (self.claim_at if self.backlog else 1):
                 cursor = await db.execute(relay.CLAIM_SQL,
                                           relay.claim_params(owner=owner, limit=free, ahead=self.poll))
                 claims = relay.claims_from_rows(await cursor.fetchall())
+                self.backlog = len(claims) == free
                 if claims:
                     self.working.update(claim.lane_id for claim in claims)
                     task = asyncio.create_task(self._dispatch(claims, owner, wake))
