@@ -49,6 +49,15 @@ def _worker(tmp_path, provider, name="worker", **env):
                   RELAY_RETRY_BASE_SECONDS=0.05, RELAY_RETRY_MAX_SECONDS=0.2, **env)
 
 
+def _answered_by(agent, conversations, settings):
+    """The conversations' binding answered by `agent`, with a 0.5 s buffer: the binding."""
+    settings.MESSAGE_BUFFER_SECONDS = 0.5
+    binding = conversations[0].binding
+    binding.agent = agent
+    binding.save()
+    return binding
+
+
 def _check_spacing_and_order(provider, messages):
     by_recipient = defaultdict(list)
     for delivery in provider.deliveries():
@@ -111,10 +120,7 @@ def test_webhook_burst_to_one_reply_through_a_real_worker(tmp_path, provider, co
     from tests.fakes.openai_server import Reply
     from tests.messaging.helpers import post_meta, whatsapp_text
 
-    settings.MESSAGE_BUFFER_SECONDS = 0.5
-    binding = conversations[0].binding
-    binding.agent = agent_a
-    binding.save()
+    binding = _answered_by(agent_a, conversations, settings)
     model_a.push(Reply.text("¡Hola! ||| Sí, tenemos talle 42."))
     for text in ("hola", "tienen talle 42?"):
         response = post_meta(client, whatsapp_text(binding.external_id, "5491199999999", text), process=False)
@@ -186,10 +192,7 @@ def test_a_worker_killed_mid_turn_while_the_customer_writes_again(tmp_path, prov
     from tests.fakes.openai_server import Reply
     from tests.messaging.helpers import post_meta, whatsapp_text
 
-    settings.MESSAGE_BUFFER_SECONDS = 0.5
-    binding = conversations[0].binding
-    binding.agent = agent_a
-    binding.save()
+    binding = _answered_by(agent_a, conversations, settings)
     model_a.push(Reply.text("never arrives", delay=60), Reply.text("Hola, te respondo las dos cosas."))
     post_meta(client, whatsapp_text(binding.external_id, "5491177777777", "hola"))
     first = _worker(tmp_path, provider, "first").start()
@@ -222,10 +225,7 @@ def test_a_job_whose_status_write_is_cut_is_recorded_and_frees_the_conversation(
     from tests.fakes.openai_server import Reply
     from tests.messaging.helpers import post_meta, wait_until, whatsapp_text
 
-    settings.MESSAGE_BUFFER_SECONDS = 0.5
-    binding = conversations[0].binding
-    binding.agent = agent_a
-    binding.save()
+    binding = _answered_by(agent_a, conversations, settings)
     model_a.push(Reply.text("Primera respuesta", delay=0.5), Reply.text("Segunda respuesta"))
     post_meta(client, whatsapp_text(binding.external_id, "5491166666666", "hola"))
     conversation = ChatMessage.dangerously_unscoped.get(text="hola").conversation
@@ -264,10 +264,7 @@ def test_the_worker_comes_back_after_the_database_was_away(tmp_path, provider, c
     from tests.fakes.openai_server import Reply
     from tests.messaging.helpers import post_meta, whatsapp_text
 
-    settings.MESSAGE_BUFFER_SECONDS = 0.5
-    binding = conversations[0].binding
-    binding.agent = agent_a
-    binding.save()
+    binding = _answered_by(agent_a, conversations, settings)
     model_a.push(Reply.text("Acá estoy"))
     name = connection.settings_dict["NAME"]
     maintenance = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
