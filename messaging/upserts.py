@@ -138,7 +138,8 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
     newest values) and its binding vouches for it the same way: a row whose binding is no longer
     what the database holds writes nothing (its index is missing from the returned set; the caller
     routes it again). Messages insert ON CONFLICT DO NOTHING (the de-duplication, also within the
-    batch); a customer message that was new defers its conversation's buffer job unless one waits;
+    batch); only a customer message that was new pushes its conversation's buffer_due_at (a replay
+    leaves the wait alone) and defers its buffer job unless one waits;
     every new message publishes its live events. Rows are written in conversation-key order, so
     two batches lock conversations in the same order.
 
@@ -183,6 +184,13 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
         m_names = [f"m_{i}" for i in range(len(m_cols))]
         contact_key = ("provider", "channel_source", "contact_external_id")
         c_at = {quote(name): f"c_in.c_{c_cols.index(quote(name))}" for name in contact_key}
+        m_at = {name: f"m_in.m_{m_cols.index(quote(name))}" for name in ("role", "provider", "provider_message_id")}
+        # The buffer waits for new customer messages only: a replayed one leaves buffer_due_at as it
+        # was (NULL here, and GREATEST ignores NULL), or a provider's retries would keep pushing the
+        # answer back. Concurrent batches with the same new message may both push it: the same time.
+        due = c_cols.index(quote("buffer_due_at"))
+        c_values = [f"CASE WHEN c_in.k IN (SELECT k FROM fresh) THEN c_in.{name} END" if i == due else name
+                    for i, name in enumerate(c_names)]
         lock = "%s::text || conv.id"
         sql = _BATCH_SQL[key] = (
             "WITH c_in AS (SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[], "
@@ -191,8 +199,14 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
             f"c_ok AS (SELECT c_in.*, b.tenant_id AS tenant FROM c_in JOIN {ChannelBinding._meta.db_table} b "
             "ON b.id = c_in.b_id AND b.tenant_id = c_in.b_tenant AND b.provider = c_in.b_provider "
             "AND b.external_id = c_in.b_account AND b.is_active AND b.agent_id IS NOT DISTINCT FROM c_in.b_agent), "
+            f"m_in AS (SELECT * FROM unnest(%s::int[], {', '.join(m_casts)}) WITH ORDINALITY "
+            f"AS r(k, {', '.join(m_names)}, ord)), "
+            "fresh AS (SELECT DISTINCT m_in.k FROM m_in JOIN c_ok ON c_ok.k = m_in.k "
+            f"WHERE {m_at['role']} = %s AND NOT EXISTS (SELECT 1 FROM {ChatMessage._meta.db_table} e "
+            f"WHERE e.tenant_id = c_ok.tenant AND e.provider = {m_at['provider']} "
+            f"AND e.provider_message_id = {m_at['provider_message_id']})), "
             f"conv AS (INSERT INTO {ChatConversation._meta.db_table} AS t (tenant_id, {', '.join(c_cols)}) "
-            f"SELECT tenant, {', '.join(c_names)} FROM c_ok AS c_in "
+            f"SELECT tenant, {', '.join(c_values)} FROM c_ok AS c_in "
             f"ORDER BY tenant, {c_at[quote('provider')]}, {c_at[quote('channel_source')]}, "
             f"{c_at[quote('contact_external_id')]} "
             f"ON CONFLICT (tenant_id, provider, channel_source, contact_external_id) DO UPDATE SET {_CONVERSATION_UPDATE} "
@@ -202,8 +216,6 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
             f"ON conv.tenant_id = c_in.tenant AND conv.provider = {c_at[quote('provider')]} "
             f"AND conv.channel_source = {c_at[quote('channel_source')]} "
             f"AND conv.contact_external_id = {c_at[quote('contact_external_id')]}), "
-            f"m_in AS (SELECT * FROM unnest(%s::int[], {', '.join(m_casts)}) WITH ORDINALITY "
-            f"AS r(k, {', '.join(m_names)}, ord)), "
             f"msg AS (INSERT INTO {ChatMessage._meta.db_table} (tenant_id, conversation_id, {', '.join(m_cols)}) "
             f"SELECT keyed.tenant_id, keyed.id, {', '.join(m_names)} FROM m_in JOIN keyed ON keyed.k = m_in.k "
             "ORDER BY m_in.ord "
@@ -223,7 +235,7 @@ def record_inbound_batch(rows: list[tuple[ChatConversation, ChannelBinding, list
             f"WHERE conv.status = '{ConversationStatus.CLOSED}')"
         )
     params = [*vouch, *(conversation_arrays[i] for i in conversation_keep), message_rows,
-              *(message_arrays[i] for i in message_keep), "customer", lock_prefix, job_queue, job_task,
+              *(message_arrays[i] for i in message_keep), "customer", "customer", lock_prefix, job_queue, job_task,
               lock_prefix, lock_prefix]
     for attempt in range(3):
         try:

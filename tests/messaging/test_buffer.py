@@ -83,6 +83,20 @@ def test_a_new_message_pushes_the_window(anon, burst):
     assert _run(conversation, conversation.buffer_due_at, runner).startswith("answered 3")
 
 
+def test_a_replayed_message_does_not_push_the_window(anon, burst):
+    conversation, _ = burst
+    conversation.refresh_from_db()
+    due = conversation.buffer_due_at
+    first = ChatMessage.dangerously_unscoped.filter(direction="in").order_by("id").first()
+    post_meta(anon, whatsapp_text(conversation.binding.external_id, "5491100000001", "hola",
+                                  message_id=first.provider_message_id))  # Meta retries the delivery
+    conversation.refresh_from_db()
+    assert conversation.buffer_due_at == due
+    assert ChatMessage.dangerously_unscoped.filter(direction="in").count() == 2
+    runner = Runner()
+    assert _run(conversation, due, runner).startswith("answered 2")
+
+
 def test_history_holds_earlier_messages_oldest_first(burst):
     conversation, t0 = burst
     runner = Runner()
