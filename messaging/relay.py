@@ -226,6 +226,7 @@ class Claim:
     claimed_monotonic: float = 0.0
     message: ChatMessage | None = None
     attempt_id: int | None = None
+    attempt_number: int | None = None  # in the message's delivery log (numbered on across staff retries)
 
     def seconds_until_due(self) -> float:
         return self.due_in - (time.monotonic() - self.claimed_monotonic)
@@ -345,15 +346,16 @@ def prepare(claims: list[Claim], owner: int) -> list[Claim]:
                 INSERT INTO {ATTEMPTS} (tenant_id, message_id, number, started_at, outcome, http_status, duration_ms, error)
                 SELECT tenant_id, id, COALESCE((SELECT max(a.number) FROM {ATTEMPTS} a WHERE a.message_id = counted.id),
                                                0) + 1,
-                       now(), '', NULL, NULL, '' FROM counted RETURNING message_id, id)
-            SELECT logged.message_id, logged.id, counted.attempts FROM logged JOIN counted ON counted.id = logged.message_id
+                       now(), '', NULL, NULL, '' FROM counted RETURNING message_id, id, number)
+            SELECT logged.message_id, logged.id, logged.number, counted.attempts
+              FROM logged JOIN counted ON counted.id = logged.message_id
             """,
             [[heads[claim.lane_id].pk for claim in ready]],
         )
-        attempts = {message_id: (attempt_id, number) for message_id, attempt_id, number in cursor.fetchall()}
+        attempts = {message_id: (attempt_id, number, count) for message_id, attempt_id, number, count in cursor.fetchall()}
     for claim in ready:
         claim.message = heads[claim.lane_id]
-        claim.attempt_id, claim.message.attempts = attempts[claim.message.pk]
+        claim.attempt_id, claim.attempt_number, claim.message.attempts = attempts[claim.message.pk]
     return ready
 
 
@@ -462,8 +464,8 @@ def _record(claim: Claim, owner: int, result, error, duration) -> Outcome:
             )
             row = cursor.fetchone()  # none: the lane was taken over meanwhile, and is the other's to move on
             retry_at = row[0] if row else None
-        logger.warning("Message %s attempt %s failed, retrying at %s: %s", message.pk, message.attempts, retry_at,
-                       error.detail)
+        logger.warning("Message %s attempt %s of %s (delivery log #%s) failed, retrying at %s: %s", message.pk,
+                       message.attempts, settings.RELAY_MAX_ATTEMPTS, claim.attempt_number, retry_at, error.detail)
         return Outcome("retry", error.detail, message.pk, retry_at)
     if error is None:
         message.status, message.error = MessageStatus.SENT, ""
@@ -506,7 +508,8 @@ def _record(claim: Claim, owner: int, result, error, duration) -> Outcome:
         _hand_over(claim.lane_id, owner, spacing=spacing_for(claim.provider),
                    status_event=events.message_status_payload(message) if stored is not None else None)
     if error is not None:
-        logger.error("Message %s failed after %s attempt(s): %s", message.pk, message.attempts, error.detail)
+        logger.error("Message %s failed after %s attempt(s) (delivery log #%s): %s", message.pk, message.attempts,
+                     claim.attempt_number, error.detail)
     return Outcome(message.status, message.error, message.pk)
 
 

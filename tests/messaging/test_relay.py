@@ -277,7 +277,7 @@ def test_timeouts_and_429_retry_until_max_attempts(wa_conversation, settings):
 
 
 @respx.mock
-def test_a_staff_retry_gets_fresh_attempts_and_its_log_numbers_on(wa_conversation, settings):
+def test_a_staff_retry_gets_fresh_attempts_and_its_log_numbers_on(wa_conversation, settings, caplog):
     from messaging.services import retry_message
 
     settings.RELAY_MAX_ATTEMPTS = 2
@@ -294,6 +294,9 @@ def test_a_staff_retry_gets_fresh_attempts_and_its_log_numbers_on(wa_conversatio
     assert message.attempts == 2 and message.idempotency_key == key and message.provider_message_id == "wamid.RETRIED"
     log = list(DeliveryAttempt.dangerously_unscoped.filter(message=message).values_list("number", "outcome"))
     assert log == [(1, "retry"), (2, "failed"), (3, "retry"), (4, "sent")]
+    said = [record.getMessage() for record in caplog.records if record.name == "messaging.relay"]
+    assert any(f"Message {message.pk} failed after 2 attempt(s) (delivery log #2)" in line for line in said)
+    assert any(f"Message {message.pk} attempt 1 of 2 (delivery log #3) failed, retrying" in line for line in said)
 
 
 def test_missing_credentials_fail_with_a_clear_error(wa_binding):
