@@ -29,7 +29,8 @@ class SendResult:
 
 
 class DeliveryError(Exception):
-    """A send failed. `retryable`: timeouts, connection errors, 5xx and 429; never other 4xx."""
+    """A send failed. `retryable`: timeouts, connection errors, 5xx and 429, and a provider's own
+    codes for "try again later" (Meta's rate limits come as 400); never other 4xx."""
 
     def __init__(self, detail: str, *, retryable: bool, http_status: int | None = None, retry_after: float | None = None):
         detail = storable(detail, 2000)
@@ -68,15 +69,26 @@ def http_client() -> httpx.Client:
         return _client
 
 
-def _error_text(response: httpx.Response) -> str:
+def _json(response: httpx.Response):
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
+        return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    body = _json(response)
+    if body is None:
         return response.text[:500] or response.reason_phrase
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):
-            return str(error.get("message") or error)[:500]
+            # Graph: "(#100) Invalid parameter" says little; Meta's `error_data.details` (which
+            # parameter, what to do) and Messenger's `error_user_msg` say what is wrong.
+            data = error.get("error_data")
+            extra = [data.get("details") if isinstance(data, dict) else None, error.get("error_user_msg")]
+            text = " — ".join(str(part) for part in [error.get("message") or error, *extra] if part)
+            return text[:500]
         if error:
             return str(error)[:500]
         if body.get("message"):
@@ -115,8 +127,40 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
-def post_json(url: str, *, json: dict, headers: dict, provider: str) -> tuple[dict, int]:
-    """POST and return (json body, status); raise DeliveryError classified for retries."""
+# Graph API error codes that mean "wait and try again", whatever HTTP status they come with
+# (Meta's throttling errors come as 400): unknown/temporary service errors (1, 2), app, user and
+# page rate limits (4, 17, 32, 613), the WhatsApp account's and the number's throughput (80007,
+# 130429), the per-customer pair rate (131056: about one message every 6 s to one person),
+# "something went wrong" (131000), service unavailable (131016, 133004). Meta's guide: handle
+# errors by `code`, and retry what it marks `is_transient`.
+GRAPH_TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131016, 131056, 133004})
+GRAPH_PAIR_RATE_LIMIT = 131056
+GRAPH_PAIR_RATE_WAIT = 6.0
+
+
+def graph_transient(body) -> tuple[bool, float | None]:
+    """(retry?, wait at least this long) for a Graph API error body."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return False, None
+    try:
+        code = int(error.get("code"))
+    except (TypeError, ValueError):
+        code = None
+    transient = code in GRAPH_TRANSIENT_CODES or error.get("is_transient") is True
+    return transient, GRAPH_PAIR_RATE_WAIT if code == GRAPH_PAIR_RATE_LIMIT else None
+
+
+def ycloud_transient(body) -> tuple[bool, float | None]:
+    """YCloud passes WhatsApp's own error on as `error.whatsappApiError` (its code as text)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    upstream = error.get("whatsappApiError") if isinstance(error, dict) else None
+    return graph_transient({"error": upstream}) if isinstance(upstream, dict) else (False, None)
+
+
+def post_json(url: str, *, json: dict, headers: dict, provider: str, transient=None) -> tuple[dict, int]:
+    """POST and return (json body, status); raise DeliveryError classified for retries.
+    `transient(body)` -> (retry?, wait at least) lets a provider retry its own 4xx codes."""
     try:
         response = http_client().post(url, json=json, headers=headers)
     except httpx.TimeoutException as exc:
@@ -132,17 +176,24 @@ def post_json(url: str, *, json: dict, headers: dict, provider: str) -> tuple[di
             "set the provider's address to where it redirects", retryable=False, http_status=status)
     if status >= 400:
         retry_after = retry_after_seconds(response.headers.get("Retry-After")) if status == 429 else None
+        retryable = status >= 500 or status == 429
+        if transient is not None:
+            said_transient, wait = transient(_json(response))
+            retryable = retryable or said_transient
+            retry_after = max(retry_after or 0, wait or 0) or None
         raise DeliveryError(
             _without_secrets(f"{provider} answered HTTP {status}: {_error_text(response)}", headers),
-            retryable=status >= 500 or status == 429, http_status=status, retry_after=retry_after,
+            retryable=retryable, http_status=status, retry_after=retry_after,
         )
     try:
         body = response.json()
     except ValueError:
         body = {}
     if isinstance(body, dict) and body.get("error"):  # a 2xx that says it failed (Graph does this)
+        retryable, retry_after = transient(body) if transient is not None else (False, None)
         raise DeliveryError(_without_secrets(f"{provider} answered HTTP {status} with an error: "
-                                             f"{_error_text(response)}", headers), retryable=False, http_status=status)
+                                             f"{_error_text(response)}", headers), retryable=retryable,
+                            http_status=status, retry_after=retry_after)
     return (body if isinstance(body, dict) else {}), status
 
 

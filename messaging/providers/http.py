@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
-from messaging.providers.base import DeliveryError, SendResult, post_json, register_provider
+from messaging.providers.base import (
+    DeliveryError, SendResult, graph_transient, post_json, register_provider, ycloud_transient,
+)
 from vault.credentials import CredentialNotConfigured, get_optional_credential, get_tenant_credential_sync
 
 
@@ -48,6 +52,24 @@ def _page_token(tenant_id: int, conversation) -> str:
     return page_token_for(tenant_id, external_id) or _credential(tenant_id, "meta", "PAGE_TOKEN")
 
 
+# Messenger and Instagram: a reply within 24 h of the customer's last message is a RESPONSE; a
+# person (not the bot) may answer for 7 days with the HUMAN_AGENT tag (Meta's messaging policy;
+# the app needs the human_agent permission, or Meta refuses it with its own error, shown to staff).
+STANDARD_WINDOW = timedelta(hours=24)
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+
+
+def _messaging_type(message, conversation) -> dict:
+    last = conversation.last_inbound_at
+    if message.role != "human" or last is None or timezone.now() - last <= STANDARD_WINDOW:
+        return {"messaging_type": "RESPONSE"}
+    if timezone.now() - last > HUMAN_AGENT_WINDOW:
+        raise DeliveryError(
+            f"The customer last wrote on {last:%Y-%m-%d %H:%M} UTC, more than 7 days ago: Meta allows no reply on "
+            f"{conversation.get_channel_source_display()} until they write again.", retryable=False)
+    return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+
+
 class MetaDirect:
     name = "meta_direct"
     spaced = True
@@ -60,11 +82,11 @@ class MetaDirect:
             f"{settings.META_GRAPH_BASE}/me/messages",
             json={
                 "recipient": {"id": conversation.contact_external_id},
-                "messaging_type": "RESPONSE",
+                **_messaging_type(message, conversation),
                 "message": {"text": message.text},
             },
             headers=_headers(message, {"Authorization": f"Bearer {token}"}),
-            provider=f"Meta {conversation.channel_source}",
+            provider=f"Meta {conversation.channel_source}", transient=graph_transient,
         )
         return SendResult(_id(body.get("message_id")), status)
 
@@ -83,7 +105,7 @@ class MetaDirect:
                 "text": {"preview_url": False, "body": message.text},
             },
             headers=_headers(message, {"Authorization": f"Bearer {token}"}),
-            provider="WhatsApp Cloud",
+            provider="WhatsApp Cloud", transient=graph_transient,
         )
         ids = [m.get("id") for m in body.get("messages") or [] if isinstance(m, dict)]
         return SendResult(_id(ids[0]) if ids else "", status)
@@ -135,7 +157,7 @@ class YCloud:
                 "externalId": str(message.idempotency_key),
             },
             headers=_headers(message, {"X-API-Key": api_key}),
-            provider="YCloud",
+            provider="YCloud", transient=ycloud_transient,
         )
         return SendResult(_id(body.get("id") or body.get("wamid")), status)
 

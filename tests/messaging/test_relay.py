@@ -262,6 +262,66 @@ def test_provider_400_fails_without_retry(wa_conversation):
     assert route.call_count == 1
 
 
+def _graph_error(code, message, **extra):
+    return {"error": {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code,
+                      "error_data": {"messaging_product": "whatsapp", "details": extra.pop("details", "")},
+                      "fbtrace_id": "Az8or2yhqkZfEZ", **extra}}
+
+
+@respx.mock
+@pytest.mark.parametrize("error", [
+    _graph_error(131056, "(Business Account, Consumer Account) pair rate limit hit", details="Message failed to send "
+                 "because there were too many messages sent from this phone number to the same phone number"),
+    _graph_error(130429, "Rate limit hit"),
+    _graph_error(4, "Application request limit reached"),
+    _graph_error(80007, "Rate limit issues"),
+    {"error": {"message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException",
+               "code": 9999, "is_transient": True}},
+], ids=["pair-rate", "throughput", "app-rate", "account-rate", "is_transient"])
+def test_meta_rate_limits_that_come_as_400_are_retried(wa_conversation, settings, error):
+    settings.RELAY_RETRY_MAX_SECONDS = 60
+    route = _route(wa_conversation).mock(side_effect=[
+        httpx.Response(400, json=error), httpx.Response(200, json={"messages": [{"id": "wamid.LATER"}]})])
+    message = _queued(wa_conversation)
+    before = timezone.now()
+    assert _run(message) == "retry"
+    message.refresh_from_db()
+    assert error["error"]["message"] in message.error and message.status == "queued"
+    if error["error"]["code"] == 131056:  # about one message every 6 s to one person: not sooner
+        assert _lane().due_at >= before + timedelta(seconds=6)
+        assert "too many messages sent from this phone number to the same phone number" in message.error
+    else:
+        assert _lane().due_at <= timezone.now() + timedelta(seconds=2)  # the first backoff: 1-2 s
+    assert _run(message) == "sent" and route.call_count == 2
+
+
+@respx.mock
+def test_a_meta_error_keeps_its_details_and_user_message(wa_conversation):
+    _route(wa_conversation).mock(return_value=httpx.Response(400, json=_graph_error(
+        100, "Invalid parameter", details="Parameter 'to' must be a valid phone number",
+        error_user_msg="Check the number and try again")))
+    message = _queued(wa_conversation)
+    assert _run(message) == "failed"
+    message.refresh_from_db()
+    assert message.error == ("WhatsApp Cloud answered HTTP 400: (#100) Invalid parameter — Parameter 'to' must be a "
+                             "valid phone number — Check the number and try again")
+
+
+@respx.mock
+def test_ycloud_passes_whatsapps_rate_limit_on_and_it_is_retried(tenant_a):
+    for name, value in (("API_KEY", "yc-key-1"), ("FROM_NUMBER", "+15550002222")):
+        set_tenant_credential(tenant_a.pk, "ycloud", name, value)
+    conversation = factories.conversation(tenant_a, provider="ycloud", contact_external_id="5491100000009")
+    respx.post("https://ycloud.test/v2/whatsapp/messages").mock(side_effect=[
+        httpx.Response(400, json={"error": {"status": 400, "code": "WHATSAPP_API_ERROR", "message": "(#130429) Rate limit hit",
+                                            "target": "whatsappApiError",
+                                            "whatsappApiError": {"message": "(#130429) Rate limit hit", "code": "130429"}}}),
+        httpx.Response(200, json={"id": "yc-2", "status": "accepted"}),
+    ])
+    message = _queued(conversation)
+    assert [_run(message), _run(message)] == ["retry", "sent"]
+
+
 @respx.mock
 def test_timeouts_and_429_retry_until_max_attempts(wa_conversation, settings):
     settings.RELAY_MAX_ATTEMPTS = 3
@@ -321,6 +381,34 @@ def test_messenger_and_instagram_send_shape(tenant_a, channel):
     assert request.headers["Authorization"] == "Bearer page-token-1"
     assert httpx.Response(200, content=request.content).json() == {
         "recipient": {"id": "PSID9"}, "messaging_type": "RESPONSE", "message": {"text": "hola"}}
+
+
+@respx.mock
+@pytest.mark.parametrize("channel", ["facebook", "instagram"])
+def test_a_staff_reply_after_24_hours_is_tagged_human_agent_for_up_to_7_days(tenant_a, channel):
+    set_tenant_credential(tenant_a.pk, "meta", "PAGE_TOKEN", "page-token-1")
+    conversation = factories.conversation(tenant_a, channel_source=channel, contact_external_id="PSID9",
+                                          last_inbound_at=timezone.now() - timedelta(days=3))
+    route = respx.post(f"{GRAPH}/me/messages").mock(
+        return_value=httpx.Response(200, json={"recipient_id": "PSID9", "message_id": "m_OUT"}))
+    staff = relay_parts(conversation=conversation, parts=["Perdón la demora"], role="human")[0]
+    assert _run(staff) == "sent"
+    body = json.loads(route.calls.last.request.content)
+    assert body["messaging_type"] == "MESSAGE_TAG" and body["tag"] == "HUMAN_AGENT"
+
+    conversation.last_inbound_at = timezone.now() - timedelta(hours=2)  # the customer wrote again: a response
+    conversation.save()
+    again = relay_parts(conversation=conversation, parts=["¿algo más?"], role="human")[0]
+    assert _run(again) == "sent"
+    body = json.loads(route.calls.last.request.content)
+    assert body["messaging_type"] == "RESPONSE" and "tag" not in body
+
+    conversation.last_inbound_at = timezone.now() - timedelta(days=8)
+    conversation.save()
+    late = relay_parts(conversation=conversation, parts=["hola?"], role="human")[0]
+    assert _run(late) == "failed" and route.call_count == 2  # not even tried
+    late.refresh_from_db()
+    assert "more than 7 days ago" in late.error and "until they write again" in late.error
 
 
 @respx.mock
