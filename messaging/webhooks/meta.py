@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+
 from messaging.webhooks import whatsapp_content
 from messaging.webhooks.normalized import (
+    HumanReply,
     InboundMessage,
     ReadUpTo,
     StatusUpdate,
@@ -79,12 +82,30 @@ def _whatsapp_change(change: dict) -> list:
         )
         return [StatusUpdate(phone_number_id, str(status["id"]), WHATSAPP_STATUSES[status["status"]], error)]
 
+    business_number = str((value.get("metadata") or {}).get("display_phone_number", ""))
+
+    def echo(msg) -> list:
+        """smb_message_echoes: someone at the shop wrote from the WhatsApp Business app on the same
+        number (coexistence); the API's own sends never come back this way. A person took over:
+        kept as a human reply, and the bot pauses. Edits, deletions and reactions change nothing."""
+        if not isinstance(msg, dict) or not msg.get("id") or msg.get("type") in whatsapp_content.EVENT_TYPES:
+            return []
+        contact = str(msg.get("from") if str(msg.get("to", "")) == business_number else msg.get("to") or "")
+        if not contact:
+            return []
+        text, attachments = whatsapp_content.describe(msg)
+        return [HumanReply(route_key=phone_number_id, channel_source="whatsapp", contact_id=contact,
+                           provider_message_id=str(msg["id"]), text=text or _attachment_text(attachments),
+                           contact_name=names.get(contact, ""))]
+
     events = each_item(as_list(value.get("messages"), "value.messages"), message, "WhatsApp message")
     events += each_item(as_list(value.get("statuses"), "value.statuses"), status_update, "WhatsApp status")
-    # message_echoes (smb_message_echoes): the business wrote from its own app; not customer messages.
-    if value.get("message_echoes"):
-        logger.info("Ignoring %d WhatsApp echo(es) for %s", len(value["message_echoes"]), phone_number_id)
+    events += each_item(as_list(value.get("message_echoes"), "value.message_echoes"), echo, "WhatsApp echo")
     return events
+
+
+def _attachment_text(attachments: list[dict]) -> str:
+    return " ".join(f"[{a.get('type', 'file')}]" for a in attachments) or "[message]"
 
 
 def _messaging_item(account_id: str, channel: str, item: dict) -> list:
@@ -92,8 +113,10 @@ def _messaging_item(account_id: str, channel: str, item: dict) -> list:
     sent_at = from_unix(item.get("timestamp"))
     message = item.get("message")
     if isinstance(message, dict):
-        if message.get("is_echo") or sender == account_id:
-            return []  # the page's own messages come back as echoes
+        if message.get("is_echo"):
+            return _messenger_echo(account_id, channel, item, message)
+        if sender == account_id:
+            return []
         return [_messenger_message(account_id, channel, sender, sent_at, message)]
     if isinstance(item.get("postback"), dict):
         postback = item["postback"]
@@ -129,6 +152,24 @@ def _messaging_item(account_id: str, channel: str, item: dict) -> list:
             )
         ]
     return []
+
+
+def _messenger_echo(account_id: str, channel: str, item: dict, message: dict) -> list:
+    """Every message the page or Instagram account sends comes back as an echo. `app_id` names
+    the app that sent it: ours (META_APP_ID) is the relay's own send; any other (the Page inbox,
+    Meta Business Suite, the Instagram app, another tool) is a person at the shop taking over:
+    kept as a human reply, and the bot pauses. Without META_APP_ID our own sends are still
+    recognised, by their message id or, before the relay has recorded it, by their text."""
+    app_id = str(message.get("app_id") or "")
+    if settings.META_APP_ID and app_id == str(settings.META_APP_ID):
+        return []
+    contact = str((item.get("recipient") or {}).get("id", ""))
+    if not contact or not message.get("mid") or contact == account_id:
+        return []
+    attachments = [{"type": a.get("type", "file")} for a in message.get("attachments") or [] if isinstance(a, dict)]
+    return [HumanReply(route_key=account_id, channel_source=channel, contact_id=contact,
+                       provider_message_id=str(message["mid"]),
+                       text=message.get("text") or _attachment_text(attachments))]
 
 
 def _messenger_message(account_id, channel, sender, sent_at, message: dict) -> InboundMessage:

@@ -59,7 +59,8 @@ class ReadUpTo:
 
 @dataclass
 class HumanReply:
-    """A human agent answered in the provider's own inbox (Chatwoot): store it and pause the bot."""
+    """A person at the shop answered in the provider's own inbox (Chatwoot; Meta's Page inbox,
+    Business Suite, the Instagram app, the WhatsApp Business app): store it and pause the bot."""
 
     route_key: str
     channel_source: str

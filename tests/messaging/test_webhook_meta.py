@@ -293,6 +293,55 @@ def test_messenger_echoes_and_page_messages_are_not_customer_messages(anon, tena
     assert not ProcrastinateJob.objects.exists()
 
 
+PAGE_INBOX_APP = 263902037430900  # the app id Meta's echoes carry for the Page inbox / Business Suite
+
+
+@pytest.mark.parametrize("channel,kind", [("facebook", "page"), ("instagram", "instagram")])
+def test_a_reply_typed_in_metas_own_inbox_pauses_the_bot(anon, tenant_a, settings, channel, kind):
+    settings.META_APP_ID = "1111"
+    factories.binding(tenant_a, channel_source=channel, external_id="ACC1")
+    customer = {"sender": {"id": "PSID1"}, "recipient": {"id": "ACC1"}, "timestamp": 1732500000000,
+                "message": {"mid": "m_in", "text": "hola?"}}
+    typed = {"sender": {"id": "ACC1"}, "recipient": {"id": "PSID1"}, "timestamp": 1732500001000,
+             "message": {"mid": "m_typed", "text": "Hola, soy Caro de la tienda", "is_echo": True, "app_id": PAGE_INBOX_APP}}
+    ours = {"sender": {"id": "ACC1"}, "recipient": {"id": "PSID1"}, "timestamp": 1732500002000,
+            "message": {"mid": "m_ours", "text": "bot text", "is_echo": True, "app_id": 1111}}
+    assert post_meta(anon, _messenger(kind, "ACC1", [customer, typed, ours])).status_code == 200
+
+    human = ChatMessage.objects.for_tenant(tenant_a.pk).get(role="human")
+    assert human.text == "Hola, soy Caro de la tienda" and human.provider_message_id == "m_typed"
+    assert not ChatMessage.objects.for_tenant(tenant_a.pk).filter(provider_message_id="m_ours").exists()
+    conversation = human.conversation
+    assert conversation.contact_external_id == "PSID1" and conversation.bot_paused_until is not None
+
+
+def test_without_the_app_id_our_own_echo_is_recognised_by_its_message_id(anon, tenant_a, settings):
+    settings.META_APP_ID = ""
+    binding = factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
+    conversation = factories.conversation(tenant_a, binding=binding, channel_source="facebook",
+                                          contact_external_id="PSID1")
+    factories.message(tenant_a, conversation=conversation, status="sent", error="", text="bot text",
+                      provider_message_id="m_ours")
+    echo = {"sender": {"id": "PAGE1"}, "recipient": {"id": "PSID1"}, "timestamp": 1732500002000,
+            "message": {"mid": "m_ours", "text": "bot text", "is_echo": True, "app_id": 1111}}
+    assert post_meta(anon, _messenger("page", "PAGE1", [echo])).status_code == 200
+    assert ChatMessage.dangerously_unscoped.count() == 1
+    conversation.refresh_from_db()
+    assert conversation.bot_paused_until is None
+
+
+def test_a_reply_from_the_whatsapp_business_app_pauses_the_bot(anon, wa_binding):
+    body = _bound(SAMPLES["outgoing_message:text"], wa_binding.external_id)
+    echo = body["entry"][0]["changes"][0]["value"]["message_echoes"][0]
+    echo.update({"from": "972123456789", "to": "972987654321", "id": "wamid.FROM_THE_APP"})
+    assert post_meta(anon, body).status_code == 200
+    human = ChatMessage.dangerously_unscoped.get()
+    assert (human.role, human.direction, human.text) == ("human", "out", "Test message")
+    assert human.conversation.contact_external_id == "972987654321" and human.conversation.bot_paused_until
+    assert post_meta(anon, _bound(SAMPLES["outgoing_message:delete"], wa_binding.external_id)).status_code == 200
+    assert ChatMessage.dangerously_unscoped.count() == 1  # a deletion from the app changes nothing
+
+
 def test_messenger_delivery_and_read_receipts(anon, tenant_a):
     binding = factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
     conversation = factories.conversation(tenant_a, binding=binding, channel_source="facebook",
