@@ -58,7 +58,7 @@ def _whatsapp_change(change: dict) -> list:
     def message(msg) -> list:
         if not isinstance(msg, dict) or not msg.get("id") or not msg.get("from"):
             return []
-        text, attachments = whatsapp_content.describe(msg)
+        text, attachments = whatsapp_content.customer_message(msg)
         return [
             InboundMessage(
                 route_key=phone_number_id,
@@ -67,7 +67,7 @@ def _whatsapp_change(change: dict) -> list:
                 contact_name=names.get(str(msg["from"]), ""),
                 provider_message_id=str(msg["id"]),
                 text=text,
-                attachments=attachments + whatsapp_content.context_attachment(msg),
+                attachments=attachments,
                 triggers_turn=whatsapp_content.triggers_turn(msg),
                 sent_at=from_unix(msg.get("timestamp")),
             )
@@ -181,11 +181,27 @@ def _messenger_message(account_id, channel, sender, sent_at, message: dict) -> I
     ]
     if isinstance(message.get("quick_reply"), dict):
         attachments.append({"type": "quick_reply", "payload": message["quick_reply"].get("payload", "")})
-    if isinstance(message.get("reply_to"), dict) and message["reply_to"].get("mid"):
-        attachments.append({"type": "reply_to", "message_id": message["reply_to"]["mid"]})
+    notes = []
+    reply_to = message.get("reply_to") if isinstance(message.get("reply_to"), dict) else {}
+    if reply_to.get("mid"):
+        attachments.append({"type": "reply_to", "message_id": reply_to["mid"]})
+    if isinstance(reply_to.get("story"), dict):  # Instagram: an answer to the shop's story
+        story = reply_to["story"]
+        notes.append("[replied to your story]")
+        attachments.append({"type": "story_reply", "url": story.get("url", ""), "story_id": str(story.get("id", ""))})
+    referral = message.get("referral") if isinstance(message.get("referral"), dict) else {}
+    product = referral.get("product") if isinstance(referral.get("product"), dict) else {}
+    if product.get("id"):  # Instagram Shop / Messenger: the product the customer asks about
+        notes.append(f"[asking about product {product['id']}]")
+        attachments.append({"type": "referred_product", "product_id": str(product["id"])})
+    elif referral:
+        ad = referral.get("ads_context_data") if isinstance(referral.get("ads_context_data"), dict) else {}
+        notes.append(whatsapp_content.referral_note(referral.get("source"), ad.get("ad_title")))
+        attachments.append({"type": "referral", **{k: v for k, v in referral.items() if isinstance(v, (str, int, float))}})
     deleted = bool(message.get("is_deleted"))
+    text = " ".join([*notes, message.get("text", "") or ""]).strip()
     return InboundMessage(
         account_id, channel, sender, str(message.get("mid") or f"{sender}:{sent_at}"),
-        text="[deleted a message]" if deleted else message.get("text", "") or "",
+        text="[deleted a message]" if deleted else text,
         attachments=attachments, triggers_turn=not deleted and not message.get("is_unsupported"), sent_at=sent_at,
     )

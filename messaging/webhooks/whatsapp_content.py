@@ -63,10 +63,19 @@ def _contacts(msg: dict) -> tuple[str, list[dict]]:
 
 
 def _order(msg: dict) -> tuple[str, list[dict]]:
+    """A cart sent from the catalogue: every item (quantity, product id, unit price) and the
+    customer's note, if any (`order.text`)."""
     order = msg.get("order") or {}
-    items = order.get("product_items") or []
-    summary = ", ".join(f"{i.get('quantity')}× {i.get('product_retailer_id')}" for i in items)
-    return (order.get("text") or f"[order] {summary}").strip(), [{"type": "order", **order}]
+    items = [i for i in order.get("product_items") or [] if isinstance(i, dict)]
+
+    def item(i: dict) -> str:
+        price = f" at {i['item_price']} {i.get('currency', '')}".rstrip() if i.get("item_price") is not None else ""
+        return f"{i.get('quantity')}× {i.get('product_retailer_id')}{price}"
+
+    text = f"[order] {', '.join(item(i) for i in items)}".strip()
+    if order.get("text"):
+        text += f" — note: {order['text']}"
+    return text, [{"type": "order", **order}]
 
 
 def _event(msg: dict, kind: str) -> str:
@@ -111,6 +120,29 @@ def describe(msg: dict) -> tuple[str, list[dict]]:
 
 def triggers_turn(msg: dict) -> bool:
     return msg.get("type", "") not in EVENT_TYPES
+
+
+def customer_message(msg: dict) -> tuple[str, list[dict]]:
+    """describe() and what the message came with, for the agent and for staff: the catalogue
+    product a customer asks about (`context.referred_product`), the ad or post that opened the
+    chat (`referral`, click-to-WhatsApp), and the message it answers or that it forwards."""
+    text, attachments = describe(msg)
+    notes = []
+    context = msg.get("context") if isinstance(msg.get("context"), dict) else {}
+    product = context.get("referred_product")
+    if isinstance(product, dict) and product.get("product_retailer_id"):
+        notes.append(f"[asking about product {product['product_retailer_id']}]")
+        attachments.append({"type": "referred_product", **product})
+    referral = msg.get("referral")
+    if isinstance(referral, dict):
+        notes.append(referral_note(referral.get("source_type"), referral.get("headline") or referral.get("body")))
+        attachments.append({"type": "referral", **{k: v for k, v in referral.items() if isinstance(v, (str, int, float))}})
+    return " ".join([*notes, text]).strip(), attachments + context_attachment(msg)
+
+
+def referral_note(source_type, title) -> str:
+    source = {"ad": "an ad", "ads": "an ad", "post": "a post"}.get(str(source_type or "").lower(), "a link")
+    return f"[came from {source}: {title}]" if title else f"[came from {source}]"
 
 
 def context_attachment(msg: dict) -> list[dict]:

@@ -27,7 +27,7 @@ def parse(payload: dict) -> tuple[str, list]:
         msg = payload.get("whatsappInboundMessage")
         if not isinstance(msg, dict) or not msg.get("from"):
             raise UnexpectedShape("whatsapp.inbound_message.received without whatsappInboundMessage.from")
-        text, attachments = whatsapp_content.describe(msg)
+        text, attachments = whatsapp_content.customer_message(msg)
         return event_id, [
             InboundMessage(
                 route_key=str(msg.get("to", "")).lstrip("+"),
@@ -36,7 +36,7 @@ def parse(payload: dict) -> tuple[str, list]:
                 contact_name=(msg.get("customerProfile") or {}).get("name", ""),
                 provider_message_id=str(msg.get("wamid") or msg.get("id") or event_id),
                 text=text,
-                attachments=attachments + whatsapp_content.context_attachment(msg),
+                attachments=attachments,
                 triggers_turn=whatsapp_content.triggers_turn(msg),
                 sent_at=_time(msg.get("sendTime")),
             )

@@ -223,6 +223,50 @@ def test_text_reply_and_button_content(anon, wa_binding):
     assert conversation.contact_external_id == "972987654321" and conversation.contact_name == "Test Name"
 
 
+def _customer_text(anon, body) -> ChatMessage:
+    assert post_meta(anon, body).status_code == 200
+    return ChatMessage.dangerously_unscoped.get(role="customer")
+
+
+def test_a_product_question_tells_the_agent_which_product(anon, wa_binding):
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "Is this in stock in M?")
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["context"] = {
+        "from": "15550002222", "id": "wamid.CATALOG", "referred_product": {
+            "catalog_id": "354160437058781", "product_retailer_id": "SKU-RED-DRESS"}}
+    message = _customer_text(anon, body)
+    assert message.text == "[asking about product SKU-RED-DRESS] Is this in stock in M?"
+    assert {"type": "referred_product", "catalog_id": "354160437058781",
+            "product_retailer_id": "SKU-RED-DRESS"} in message.attachments
+
+
+def test_an_order_keeps_its_items_and_the_customers_note(anon, wa_binding):
+    body = _bound(SAMPLES["message:order"], wa_binding.external_id)
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["order"]["text"] = "deliver tomorrow"
+    message = _customer_text(anon, body)
+    assert message.text == ("[order] 3× HAMBURGER at 30 ILS, 2× FRENCH_FRIES at 35 ILS, 2× SODA at 10 ILS "
+                            "— note: deliver tomorrow")
+
+
+def test_a_chat_opened_from_an_ad_says_which_ad(anon, wa_binding):
+    body = _bound(SAMPLES["message:referral"], wa_binding.external_id)
+    msg = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    msg["referral"].update(source_type="ad", headline="Zapatillas 2x1")
+    msg["text"]["body"] = "Hola, quiero la promo"
+    message = _customer_text(anon, body)
+    assert message.text == "[came from an ad: Zapatillas 2x1] Hola, quiero la promo"
+    assert any(a["type"] == "referral" and a["source_id"] == "ADID" for a in message.attachments)
+
+
+def test_an_instagram_story_reply_says_so(anon, tenant_a):
+    factories.binding(tenant_a, channel_source="instagram", external_id="IG1")
+    body = _messenger("instagram", "IG1", [{"sender": {"id": "IGSID1"}, "recipient": {"id": "IG1"}, "timestamp": 1732500000000,
+                                           "message": {"mid": "ig_story", "text": "lo tienen en azul?", "reply_to": {
+                                               "story": {"url": "https://cdn.test/story.mp4", "id": "1790"}}}}])
+    message = _customer_text(anon, body)
+    assert message.text == "[replied to your story] lo tienen en azul?"
+    assert {"type": "story_reply", "url": "https://cdn.test/story.mp4", "story_id": "1790"} in message.attachments
+
+
 @pytest.mark.parametrize("status,expected", [("sent", "sent"), ("delivered", "delivered"), ("read", "read"),
                                              ("played", "read"), ("failed", "failed")])
 def test_statuses_update_outbound_messages(anon, wa_binding, status, expected):
