@@ -75,7 +75,8 @@ class ChatConversation(TenantScopedModel):
     )
     provider = models.CharField(max_length=20, choices=Provider.choices)
     channel_source = models.CharField(max_length=20, choices=ChannelSource.choices)
-    contact_external_id = models.CharField(max_length=120, help_text="phone number, PSID or Instagram-scoped id")
+    contact_external_id = models.CharField(
+        max_length=160, help_text="phone number, WhatsApp business-scoped user id (BSUID), PSID or Instagram-scoped id")
     contact_name = models.CharField(max_length=200, blank=True)
     # Chatwoot replies must go back to the same Chatwoot conversation of the same account.
     external_chatwoot_id = models.CharField(max_length=40, blank=True)

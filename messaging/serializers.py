@@ -120,7 +120,7 @@ class BotInput(serializers.Serializer):
 
 
 class RelayInput(serializers.Serializer):
-    to = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")  # contact ids: 120
+    to = serializers.CharField(max_length=160, required=False, allow_blank=True, default="")  # contact ids: 160
     text = serializers.CharField(max_length=20000)
     provider = serializers.ChoiceField(choices=[Provider.META_DIRECT, Provider.CHATWOOT, Provider.YCLOUD])
     channel_source = serializers.ChoiceField(choices=["whatsapp", "instagram", "facebook"])

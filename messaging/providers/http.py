@@ -11,6 +11,7 @@ from django.utils import timezone
 from messaging.providers.base import (
     DeliveryError, SendResult, graph_transient, post_json, register_provider, ycloud_transient,
 )
+from messaging.webhooks.whatsapp_content import is_bsuid
 from vault.credentials import CredentialNotConfigured, get_optional_credential, get_tenant_credential_sync
 
 
@@ -100,7 +101,8 @@ class MetaDirect:
             json={
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
-                "to": conversation.contact_external_id,
+                # A customer known only by their business-scoped user id is sent to as `recipient`.
+                ("recipient" if is_bsuid(conversation.contact_external_id) else "to"): conversation.contact_external_id,
                 "type": "text",
                 "text": {"preview_url": False, "body": message.text},
             },
@@ -134,6 +136,11 @@ class Chatwoot:
         return SendResult(_id(body.get("id")), status)
 
 
+def _ycloud_to(contact_id: str) -> str:
+    """YCloud's `to`: the phone number in E.164, or the customer's business-scoped user id as is."""
+    return contact_id if is_bsuid(contact_id) else "+" + contact_id.lstrip("+")
+
+
 class YCloud:
     name = "ycloud"
     spaced = True
@@ -151,7 +158,7 @@ class YCloud:
             f"{settings.YCLOUD_API_BASE}/whatsapp/messages",
             json={
                 "from": sender,
-                "to": "+" + conversation.contact_external_id.lstrip("+"),
+                "to": _ycloud_to(conversation.contact_external_id),
                 "type": "text",
                 "text": {"body": message.text},
                 "externalId": str(message.idempotency_key),

@@ -49,22 +49,27 @@ def _whatsapp_change(change: dict) -> list:
     if not isinstance(value, dict):
         return []
     phone_number_id = str((value.get("metadata") or {}).get("phone_number_id", ""))
-    names = {
-        str(c.get("wa_id", "")): (c["profile"].get("name", "") if isinstance(c.get("profile"), dict) else "")
-        for c in as_list(value.get("contacts"), "value.contacts")
-        if isinstance(c, dict)
-    }
+    # A customer is their phone number (wa_id, `from`) or, when they use a WhatsApp username and
+    # Meta withholds the number, their business-scoped user id (user_id, `from_user_id`).
+    names = {}
+    for c in as_list(value.get("contacts"), "value.contacts"):
+        if isinstance(c, dict):
+            name = (c["profile"].get("name", "") if isinstance(c.get("profile"), dict) else "") or c.get("username", "")
+            for key in ("wa_id", "user_id"):
+                if c.get(key):
+                    names[str(c[key])] = name
 
     def message(msg) -> list:
-        if not isinstance(msg, dict) or not msg.get("id") or not msg.get("from"):
+        contact = str(msg.get("from") or msg.get("from_user_id") or "") if isinstance(msg, dict) else ""
+        if not contact or not msg.get("id"):
             return []
         text, attachments = whatsapp_content.customer_message(msg)
         return [
             InboundMessage(
                 route_key=phone_number_id,
                 channel_source="whatsapp",
-                contact_id=str(msg["from"]),
-                contact_name=names.get(str(msg["from"]), ""),
+                contact_id=contact,
+                contact_name=names.get(contact, ""),
                 provider_message_id=str(msg["id"]),
                 text=text,
                 attachments=attachments,
@@ -90,7 +95,10 @@ def _whatsapp_change(change: dict) -> list:
         kept as a human reply, and the bot pauses. Edits, deletions and reactions change nothing."""
         if not isinstance(msg, dict) or not msg.get("id") or msg.get("type") in whatsapp_content.EVENT_TYPES:
             return []
-        contact = str(msg.get("from") if str(msg.get("to", "")) == business_number else msg.get("to") or "")
+        if str(msg.get("to", "")) == business_number:
+            contact = str(msg.get("from") or msg.get("from_user_id") or "")
+        else:
+            contact = str(msg.get("to") or msg.get("to_user_id") or "")
         if not contact:
             return []
         text, attachments = whatsapp_content.describe(msg)

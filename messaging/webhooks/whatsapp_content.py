@@ -9,6 +9,12 @@ MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 EVENT_TYPES = ("reaction", "edit", "revoke", "system", "ephemeral", "request_welcome")
 
 
+def is_bsuid(contact_id: str) -> bool:
+    """A WhatsApp business-scoped user id ("US.13491208655302741918", parent ids "US.ENT.…"): what
+    Meta sends instead of the phone number for a customer who uses a username and hides it."""
+    return "." in contact_id and not contact_id.lstrip("+").isdigit()
+
+
 def _media(msg: dict, kind: str) -> tuple[str, list[dict]]:
     media = msg.get(kind) or {}
     attachment = {

@@ -25,14 +25,16 @@ def parse(payload: dict) -> tuple[str, list]:
     event_id, kind = str(payload["id"]), payload["type"]
     if kind == "whatsapp.inbound_message.received":
         msg = payload.get("whatsappInboundMessage")
-        if not isinstance(msg, dict) or not msg.get("from"):
-            raise UnexpectedShape("whatsapp.inbound_message.received without whatsappInboundMessage.from")
+        # `from` is withheld for a customer who uses a WhatsApp username: then `fromUserId` (BSUID).
+        contact = str(msg.get("from") or msg.get("fromUserId") or "").lstrip("+") if isinstance(msg, dict) else ""
+        if not contact:
+            raise UnexpectedShape("whatsapp.inbound_message.received without whatsappInboundMessage.from or fromUserId")
         text, attachments = whatsapp_content.customer_message(msg)
         return event_id, [
             InboundMessage(
                 route_key=str(msg.get("to", "")).lstrip("+"),
                 channel_source="whatsapp",
-                contact_id=str(msg["from"]).lstrip("+"),
+                contact_id=contact,
                 contact_name=(msg.get("customerProfile") or {}).get("name", ""),
                 provider_message_id=str(msg.get("wamid") or msg.get("id") or event_id),
                 text=text,

@@ -233,6 +233,20 @@ def test_whatsapp_send_shape_and_provider_id(wa_conversation):
 
 
 @respx.mock
+def test_a_customer_known_only_by_bsuid_is_sent_to_as_recipient(wa_binding):
+    set_tenant_credential(wa_binding.tenant_id, "whatsapp_cloud", "ACCESS_TOKEN", "wa-token-123456")
+    conversation = factories.conversation(wa_binding.tenant, binding=wa_binding, last_inbound_at=timezone.now(),
+                                          contact_external_id="AR.13491208655302741918")
+    route = respx.post(f"{GRAPH}/{wa_binding.external_id}/messages").mock(return_value=httpx.Response(
+        200, json={"messaging_product": "whatsapp", "contacts": [{"input": "AR.13491208655302741918",
+                                                                  "user_id": "AR.13491208655302741918"}],
+                   "messages": [{"id": "wamid.TO_BSUID"}]}))
+    assert _run(_queued(conversation)) == "sent"
+    body = json.loads(route.calls.last.request.content)
+    assert body["recipient"] == "AR.13491208655302741918" and "to" not in body
+
+
+@respx.mock
 def test_provider_500_then_200_is_sent_once(wa_conversation):
     route = respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
         httpx.Response(500, json={"error": {"message": "Service temporarily unavailable"}}),
@@ -445,6 +459,17 @@ def test_ycloud_send_shape(tenant_a):
     assert httpx.Response(200, content=request.content).json() == {
         "from": "+15550002222", "to": "+5491100000009", "type": "text", "text": {"body": "hola"},
         "externalId": str(message.idempotency_key)}
+
+
+@respx.mock
+def test_ycloud_sends_to_a_bsuid_as_is(tenant_a):
+    for name, value in (("API_KEY", "yc-key-1"), ("FROM_NUMBER", "+15550002222")):
+        set_tenant_credential(tenant_a.pk, "ycloud", name, value)
+    conversation = factories.conversation(tenant_a, provider="ycloud", contact_external_id="AR.1502576394655843")
+    route = respx.post("https://ycloud.test/v2/whatsapp/messages").mock(
+        return_value=httpx.Response(200, json={"id": "yc-3", "status": "accepted"}))
+    assert _run(_queued(conversation)) == "sent"
+    assert json.loads(route.calls.last.request.content)["to"] == "AR.1502576394655843"
 
 
 @respx.mock

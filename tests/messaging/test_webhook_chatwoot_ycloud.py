@@ -160,6 +160,16 @@ def test_ycloud_inbound_message(anon, yc_binding):
     assert _jobs().count() == 1
 
 
+def test_a_ycloud_customer_without_a_phone_number_is_known_by_their_bsuid(anon, yc_binding):
+    body = ycloud_inbound(event_id="evt-bsuid", to="+15550002222", sender="", text="hola, soy @ana")
+    inbound = body["whatsappInboundMessage"]
+    del inbound["from"]
+    inbound["fromUserId"] = "AR.1502576394655843"
+    assert post_ycloud(anon, yc_binding.webhook_token, body, secret="yc-secret").status_code == 200
+    message = ChatMessage.dangerously_unscoped.get()
+    assert message.text == "hola, soy @ana" and message.conversation.contact_external_id == "AR.1502576394655843"
+
+
 def test_ycloud_signatures_and_replays(anon, yc_binding):
     body = ycloud_inbound(event_id="evt-2", to="+15550002222", sender="+5491100000009", text="hola")
     token = yc_binding.webhook_token

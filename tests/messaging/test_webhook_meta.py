@@ -228,6 +228,18 @@ def _customer_text(anon, body) -> ChatMessage:
     return ChatMessage.dangerously_unscoped.get(role="customer")
 
 
+def test_a_customer_who_hides_their_number_behind_a_username_is_kept_by_bsuid(anon, wa_binding):
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "hola")
+    value = body["entry"][0]["changes"][0]["value"]
+    del value["messages"][0]["from"]
+    value["messages"][0]["from_user_id"] = "AR.13491208655302741918"
+    value["contacts"] = [{"profile": {"name": "Ana"}, "username": "@ana", "user_id": "AR.13491208655302741918"}]
+    message = _customer_text(anon, body)
+    assert message.text == "hola"
+    conversation = message.conversation
+    assert conversation.contact_external_id == "AR.13491208655302741918" and conversation.contact_name == "Ana"
+
+
 def test_a_product_question_tells_the_agent_which_product(anon, wa_binding):
     body = whatsapp_text(wa_binding.external_id, "5491100000001", "Is this in stock in M?")
     body["entry"][0]["changes"][0]["value"]["messages"][0]["context"] = {
