@@ -20,12 +20,16 @@ def channel_of(conversation: dict, inbox: dict, default: str) -> str:
 
 
 def _contact(conversation: dict, payload: dict) -> tuple[str, str]:
+    """The customer's id: the contact's source id in its inbox first (the phone number on a WhatsApp
+    inbox, the PSID on Messenger, the widget's id), which never changes for the contact in that
+    inbox; a phone number or identifier an agent adds to a widget contact later would otherwise
+    start a second conversation with the same person."""
     person = (conversation.get("meta") or {}).get("sender") or {}
     if not person and (payload.get("sender") or {}).get("type") == "contact":
         person = payload["sender"]
     identifier = (
-        person.get("phone_number") or person.get("identifier")
-        or (conversation.get("contact_inbox") or {}).get("source_id")
+        (conversation.get("contact_inbox") or {}).get("source_id")
+        or person.get("phone_number") or person.get("identifier")
         or (f"chatwoot-contact:{person['id']}" if person.get("id") else "")
     )
     return str(identifier).lstrip("+"), person.get("name", "") or ""

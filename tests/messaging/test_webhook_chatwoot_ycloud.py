@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import time
 
 import pytest
@@ -142,6 +144,20 @@ def test_chatwoot_unknown_token_and_wrong_account_store_nothing(anon, cw_binding
     assert post_chatwoot(anon, cw_binding.webhook_token, other_account).status_code == 200
     assert not ChatMessage.dangerously_unscoped.exists()
     assert WebhookCounter.objects.get(name="chatwoot.unknown_binding").count == 2
+
+
+def test_a_phone_number_added_to_a_chatwoot_contact_later_keeps_one_conversation(anon, cw_binding):
+    first = chatwoot_message(account_id=cw_binding.external_id, conversation_id=345, message_id=2001, content="hola",
+                             channel="Channel::WebWidget", phone="")
+    first["conversation"]["contact_inbox"] = {"source_id": "5f2c1e0a-widget"}
+    later = copy.deepcopy(first)
+    later["id"], later["content"] = 2002, "mi número es +54 9 11 0000-0000"
+    later["conversation"]["meta"]["sender"]["phone_number"] = "+5491100000000"  # the agent added it
+    for body in (first, later):
+        assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    conversation = ChatConversation.dangerously_unscoped.get()
+    assert conversation.contact_external_id == "5f2c1e0a-widget"
+    assert conversation.messages.count() == 2
 
 
 def test_chatwoot_malformed_json_is_400(anon, cw_binding):
