@@ -210,6 +210,7 @@ def _keep_partly_read(delivery: Delivery, notes: list[str]) -> None:
 
 def _meta(delivery: Delivery, payload, inbound: list) -> list[str]:
     parsed = meta.parse(payload)
+    _count_standby(payload)
     by_route: dict[str, list] = {}
     for event in parsed:
         by_route.setdefault(event.route_key, []).append(event)
@@ -230,6 +231,17 @@ def _meta(delivery: Delivery, payload, inbound: list) -> list[str]:
                 continue
         unknown_binding(provider, f"Meta account {route_key!r}")
     return parsed.skipped
+
+
+def _count_standby(payload) -> None:
+    """Messenger's handover protocol: while another app holds a conversation's thread, its events
+    arrive under `standby` and are not ours to answer. Counted (admin: webhook counters) and logged,
+    so a page whose routing hands every conversation to another app does not go silent unseen."""
+    entries = payload.get("entry") if isinstance(payload, dict) else None
+    standby = sum(len(e["standby"]) for e in entries or [] if isinstance(e, dict) and isinstance(e.get("standby"), list))
+    if standby:
+        logger.warning("Meta webhook: %d event(s) in standby (another app has the thread); not answered", standby)
+        count("meta_direct.standby")
 
 
 def _store_inbound(inbound: list) -> None:

@@ -213,15 +213,18 @@ def record_status(*, tenant_id: int, provider: str, event: StatusUpdate) -> int:
 
 
 def record_read(*, binding: ChannelBinding, event: ReadUpTo) -> int:
+    """Messages sent to the contact up to the watermark move on to read (or delivered); never back."""
+    before = [MessageStatus.SENT] if event.status == MessageStatus.DELIVERED else [MessageStatus.SENT,
+                                                                                    MessageStatus.DELIVERED]
     with tenant_scope(binding.tenant_id), transaction.atomic():
         messages = ChatMessage.objects.filter(
             conversation__provider=binding.provider, conversation__channel_source=event.channel_source,
             conversation__contact_external_id=event.contact_id, direction=Direction.OUT,
-            status__in=[MessageStatus.SENT, MessageStatus.DELIVERED], sent_at__lte=event.watermark,
+            status__in=before, sent_at__lte=event.watermark,
         )
         rows = list(messages.select_for_update())
         for message in rows:
-            message.status = MessageStatus.READ
+            message.status = event.status
             message.save(update_fields=["status"])
             events.message_status(message)
     return len(rows)

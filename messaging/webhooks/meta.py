@@ -136,7 +136,12 @@ def _messaging_item(account_id: str, channel: str, item: dict) -> list:
             )
         ]
     if isinstance(item.get("delivery"), dict):
-        return [StatusUpdate(account_id, str(mid), "delivered") for mid in item["delivery"].get("mids") or []]
+        # `mids` "may not be present"; the watermark always is: everything sent before it arrived.
+        mids = item["delivery"].get("mids") or []
+        if mids:
+            return [StatusUpdate(account_id, str(mid), "delivered") for mid in mids]
+        watermark = from_unix(item["delivery"].get("watermark"))
+        return [ReadUpTo(account_id, channel, sender, watermark, status="delivered")] if watermark else []
     if isinstance(item.get("read"), dict):
         watermark = from_unix(item["read"].get("watermark")) or sent_at
         return [ReadUpTo(account_id, channel, sender, watermark)] if watermark else []
@@ -208,8 +213,9 @@ def _messenger_message(account_id, channel, sender, sent_at, message: dict) -> I
         attachments.append({"type": "referral", **{k: v for k, v in referral.items() if isinstance(v, (str, int, float))}})
     deleted = bool(message.get("is_deleted"))
     text = " ".join([*notes, message.get("text", "") or ""]).strip()
+    mid = str(message.get("mid") or f"{sender}:{sent_at}")
     return InboundMessage(
-        account_id, channel, sender, str(message.get("mid") or f"{sender}:{sent_at}"),
+        account_id, channel, sender, f"deleted:{mid}" if deleted else mid,  # a deletion carries the message's own id
         text="[deleted a message]" if deleted else text,
         attachments=attachments, triggers_turn=not deleted and not message.get("is_unsupported"), sent_at=sent_at,
     )

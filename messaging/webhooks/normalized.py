@@ -49,12 +49,14 @@ class StatusUpdate:
 
 @dataclass
 class ReadUpTo:
-    """Messenger/Instagram read receipts: everything sent to the contact up to `watermark` was read."""
+    """Messenger/Instagram read (or delivery) receipts: everything sent to the contact up to
+    `watermark` was read (or delivered)."""
 
     route_key: str
     channel_source: str
     contact_id: str
     watermark: datetime
+    status: str = "read"
 
 
 @dataclass

@@ -415,6 +415,45 @@ def test_messenger_delivery_and_read_receipts(anon, tenant_a):
     assert outbound.status == "read"
 
 
+def test_a_messenger_delivery_receipt_without_mids_counts_by_its_watermark(anon, tenant_a):
+    from django.utils import timezone
+
+    binding = factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
+    conversation = factories.conversation(tenant_a, binding=binding, channel_source="facebook",
+                                          contact_external_id="PSID1")
+    sent_at = timezone.now()
+    earlier = factories.message(tenant_a, conversation=conversation, status="sent", error="", sent_at=sent_at)
+    read = factories.message(tenant_a, conversation=conversation, status="read", error="", sent_at=sent_at)
+    watermark = int(sent_at.timestamp() * 1000) + 1000
+    post_meta(anon, _messenger("page", "PAGE1", [{"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE1"},
+                                                  "timestamp": watermark, "delivery": {"watermark": watermark}}]))
+    earlier.refresh_from_db()
+    read.refresh_from_db()
+    assert (earlier.status, read.status) == ("delivered", "read")  # never moved back
+
+
+def test_an_instagram_deletion_is_kept_beside_the_message_it_deletes(anon, tenant_a):
+    factories.binding(tenant_a, channel_source="instagram", external_id="IG1")
+    said = {"sender": {"id": "IGSID1"}, "recipient": {"id": "IG1"}, "timestamp": 1732500000000,
+            "message": {"mid": "ig_9", "text": "quiero 3"}}
+    deleted = {"sender": {"id": "IGSID1"}, "recipient": {"id": "IG1"}, "timestamp": 1732500005000,
+               "message": {"mid": "ig_9", "is_deleted": True}}
+    post_meta(anon, _messenger("instagram", "IG1", [said]))
+    post_meta(anon, _messenger("instagram", "IG1", [deleted]))
+    texts = list(ChatMessage.dangerously_unscoped.order_by("id").values_list("text", "role"))
+    assert texts == [("quiero 3", "customer"), ("[deleted a message]", "system")]
+
+
+def test_standby_events_are_counted_not_answered(anon, tenant_a):
+    factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
+    body = {"object": "page", "entry": [{"id": "PAGE1", "time": 1732500000000, "standby": [
+        {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE1"}, "timestamp": 1732500000000,
+         "message": {"mid": "m_sb", "text": "hola"}}]}]}
+    assert post_meta(anon, body).status_code == 200
+    assert not ChatMessage.dangerously_unscoped.exists()
+    assert WebhookCounter.objects.get(name="meta_direct.standby").count == 1
+
+
 class TestCachedBindingIsAlwaysRechecked:
     """The webhook routes customer messages by a binding cached in the process; the database has
     the last word in the same statement that writes."""
