@@ -28,7 +28,9 @@ def _id(value) -> str:
 
 
 def _headers(message, extra: dict) -> dict:
-    # Honoured by providers that support it; a retry after a crash then does not send twice.
+    # For a provider that deduplicates on it (none of these three documents doing so today; YCloud's
+    # externalId is a reference, not a key): a resend after a timeout or a crash then is not
+    # delivered twice. Without one, delivery is at least once (README, "The relay").
     return {"Idempotency-Key": str(message.idempotency_key), **extra}
 
 
