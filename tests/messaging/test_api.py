@@ -159,7 +159,7 @@ def test_relay_rejects_what_it_cannot_deliver(api_a, tenant_a):
     assert bad.status_code == 400 and "provider" in bad.json()["detail"]
 
 
-@pytest.mark.parametrize("to,fragment", [("5" * 121, "120"), ("+", "phone number"), ("549 11", "phone number")])
+@pytest.mark.parametrize("to,fragment", [("5" * 161, "160"), ("+", "phone number"), ("549 11", "phone number")])
 def test_relay_refuses_a_recipient_it_could_not_store(api_a, tenant_a, wa_binding, to, fragment):
     response = api_a.post("/messages/relay", {**RELAY, "to": to, "tenant_id": tenant_a.pk}, format="json")
     assert response.status_code == 400 and fragment in response.json()["detail"]
