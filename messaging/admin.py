@@ -75,8 +75,8 @@ class MessageInline(TenantScopedInline):
 class ChatConversationAdmin(TenantScopedAdmin):
     list_display = ("__str__", "provider", "channel_source", "status", "bot_paused_until", "last_message_at", "last_error")
     list_filter = ("status", "provider", "channel_source")
-    search_fields = ("contact_name", "contact_external_id")
-    readonly_fields = ("provider", "channel_source", "contact_external_id", "external_chatwoot_id",
+    search_fields = ("contact_name", "contact_external_id", "contact_user_id")
+    readonly_fields = ("provider", "channel_source", "contact_external_id", "contact_user_id", "external_chatwoot_id",
                        "external_account_id", "last_inbound_at", "last_message_at", "buffer_due_at", "turn_claim",
                        "created_at")
     inlines = [MessageInline]

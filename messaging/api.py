@@ -63,6 +63,7 @@ class ConversationViewSet(
             term = params["search"].strip()
             queryset = queryset.filter(
                 Q(contact_name__icontains=term) | Q(contact_external_id__icontains=term)
+                | Q(contact_user_id__icontains=term)
                 | Q(pk__in=ChatMessage.objects.for_tenant(self.tenant_id).filter(text__icontains=term)
                     .values("conversation_id"))
             )

@@ -9,13 +9,14 @@ each. Live events go out on commit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging import buffer, events
@@ -60,11 +61,12 @@ def seen_event(*, tenant_id: int, provider: str, event_id: str) -> bool:
 
 def _conversation_row(*, binding: ChannelBinding, channel_source: str, contact_id: str, contact_name: str = "",
                       chatwoot_id: str = "", account_id: str = "", inbound_at=None,
-                      buffer_due_at=None) -> ChatConversation:
+                      buffer_due_at=None, contact_user_id: str = "") -> ChatConversation:
     # No agent of its own: the conversation follows its channel's agent (ChatConversation.agent).
     return ChatConversation(
         tenant_id=binding.tenant_id, binding_id=binding.pk, provider=binding.provider,
         channel_source=channel_source, contact_external_id=contact_id, contact_name=contact_name,
+        contact_user_id=contact_user_id,
         external_chatwoot_id=chatwoot_id, external_account_id=account_id, last_inbound_at=inbound_at,
         last_message_at=inbound_at, buffer_due_at=buffer_due_at,
     )
@@ -98,7 +100,7 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
     Returns (messages stored, the items whose binding no longer vouches: route them again)."""
     from messaging.tasks import answer_conversation
 
-    stored, stale, pending = 0, [], items
+    stored, stale, pending = 0, [], _known_by_phone(items)
     while pending:
         rows: dict[tuple, list] = {}  # conversation key -> [conversation, binding, messages, items]
         later = []
@@ -114,7 +116,8 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
             due = buffer.due_time(now, buffer_seconds) if event.triggers_turn else None
             if row is None:
                 conversation = _conversation_row(binding=binding, channel_source=event.channel_source,
-                                                 contact_id=event.contact_id, inbound_at=inbound_at)
+                                                 contact_id=event.contact_id, inbound_at=inbound_at,
+                                                 contact_user_id=event.contact_user_id)
                 row = rows[key] = [conversation, binding, [], []]
             conversation = row[0]
             conversation.contact_name = event.contact_name or conversation.contact_name
@@ -137,6 +140,37 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
         stale += [item for index, row in enumerate(batch) if index not in vouched for item in row[3]]
         pending = later
     return stored, stale
+
+
+def _known_by_phone(items: list) -> list:
+    """Messages from a contact Meta now names only by their business-scoped user id (a username
+    hides the number) go to the conversation that already has that id beside the phone number, so
+    the history, the pause and the window carry on. One query, and only when such messages come."""
+    bsuid_only = [(binding, event) for binding, event, _ in items
+                  if event.contact_user_id and event.contact_id == event.contact_user_id]
+    if not bsuid_only:
+        return items
+    wanted = Q()
+    for binding, event in bsuid_only:
+        wanted |= Q(tenant_id=binding.tenant_id, provider=binding.provider, channel_source=event.channel_source,
+                    contact_user_id=event.contact_user_id)
+    phones = {
+        (row["tenant_id"], row["provider"], row["channel_source"], row["contact_user_id"]): row["contact_external_id"]
+        for row in ChatConversation.dangerously_unscoped.filter(wanted).exclude(
+            contact_external_id=F("contact_user_id")).values(
+            "tenant_id", "provider", "channel_source", "contact_user_id", "contact_external_id")
+    }
+    # The same batch may bring the pair first (phone and id) and then the id alone.
+    phones.update({(binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id): event.contact_id
+                   for binding, event, _ in items
+                   if event.contact_user_id and event.contact_id != event.contact_user_id})
+    routed = []
+    for binding, event, at in items:
+        phone = phones.get((binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id))
+        if phone and event.contact_id == event.contact_user_id:
+            event = dataclasses.replace(event, contact_id=phone)
+        routed.append((binding, event, at))
+    return routed
 
 
 def reopen_closed(conversation_ids: list[int]) -> None:

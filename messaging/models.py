@@ -77,6 +77,9 @@ class ChatConversation(TenantScopedModel):
     channel_source = models.CharField(max_length=20, choices=ChannelSource.choices)
     contact_external_id = models.CharField(
         max_length=160, help_text="phone number, WhatsApp business-scoped user id (BSUID), PSID or Instagram-scoped id")
+    # A WhatsApp contact known by phone number also has a business-scoped user id (BSUID); Meta may
+    # later withhold the number (a username) and send only the BSUID: it finds this conversation.
+    contact_user_id = models.CharField(max_length=160, blank=True, default="")
     contact_name = models.CharField(max_length=200, blank=True)
     # Chatwoot replies must go back to the same Chatwoot conversation of the same account.
     external_chatwoot_id = models.CharField(max_length=40, blank=True)
@@ -111,6 +114,8 @@ class ChatConversation(TenantScopedModel):
             models.Index(fields=["tenant", "status", "-last_message_at"], name="conversation_inbox_idx"),
             # The buffer's sweep finds interrupted turns without reading every conversation.
             models.Index(fields=["updated_at"], condition=~Q(turn_claim=[]), name="conversation_turn_claim_idx"),
+            models.Index(fields=["tenant", "provider", "channel_source", "contact_user_id"],
+                         condition=~Q(contact_user_id=""), name="conversation_user_id_idx"),
         ]
 
     def __str__(self) -> str:

@@ -103,8 +103,8 @@ class ConversationSerializer(serializers.ModelSerializer):
     class Meta:
         model = ChatConversation
         fields = [
-            "id", "binding", "provider", "channel_source", "contact_external_id", "contact_name",
-            "external_chatwoot_id", "external_account_id", "agent", "status", "bot_paused_until",
+            "id", "binding", "provider", "channel_source", "contact_external_id", "contact_user_id",
+            "contact_name", "external_chatwoot_id", "external_account_id", "agent", "status", "bot_paused_until",
             "last_inbound_at", "last_message_at", "last_error", "created_at",
         ]
         read_only_fields = [f for f in fields if f not in ("status", "agent")]

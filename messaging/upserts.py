@@ -69,6 +69,7 @@ def insert_message_once(message: ChatMessage) -> ChatMessage | None:
 _CONVERSATION_UPDATE = """
     binding_id = EXCLUDED.binding_id,
     contact_name = COALESCE(NULLIF(EXCLUDED.contact_name, ''), t.contact_name),
+    contact_user_id = COALESCE(NULLIF(EXCLUDED.contact_user_id, ''), t.contact_user_id),
     external_chatwoot_id = COALESCE(NULLIF(EXCLUDED.external_chatwoot_id, ''), t.external_chatwoot_id),
     external_account_id = COALESCE(NULLIF(EXCLUDED.external_account_id, ''), t.external_account_id),
     last_inbound_at = GREATEST(t.last_inbound_at, EXCLUDED.last_inbound_at),

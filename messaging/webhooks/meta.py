@@ -51,13 +51,15 @@ def _whatsapp_change(change: dict) -> list:
     phone_number_id = str((value.get("metadata") or {}).get("phone_number_id", ""))
     # A customer is their phone number (wa_id, `from`) or, when they use a WhatsApp username and
     # Meta withholds the number, their business-scoped user id (user_id, `from_user_id`).
-    names = {}
+    names, user_ids = {}, {}
     for c in as_list(value.get("contacts"), "value.contacts"):
         if isinstance(c, dict):
             name = (c["profile"].get("name", "") if isinstance(c.get("profile"), dict) else "") or c.get("username", "")
             for key in ("wa_id", "user_id"):
                 if c.get(key):
                     names[str(c[key])] = name
+            if c.get("wa_id") and c.get("user_id"):
+                user_ids[str(c["wa_id"])] = str(c["user_id"])
 
     def message(msg) -> list:
         contact = str(msg.get("from") or msg.get("from_user_id") or "") if isinstance(msg, dict) else ""
@@ -69,6 +71,7 @@ def _whatsapp_change(change: dict) -> list:
                 route_key=phone_number_id,
                 channel_source="whatsapp",
                 contact_id=contact,
+                contact_user_id=str(msg.get("from_user_id") or user_ids.get(contact, "")),
                 contact_name=names.get(contact, ""),
                 provider_message_id=str(msg["id"]),
                 text=text,

@@ -34,6 +34,8 @@ class InboundMessage:
     sent_at: datetime | None = None
     external_chatwoot_id: str = ""
     external_account_id: str = ""
+    # WhatsApp: the contact's business-scoped user id (BSUID), also when contact_id is their phone.
+    contact_user_id: str = ""
 
 
 @dataclass

@@ -35,6 +35,7 @@ def parse(payload: dict) -> tuple[str, list]:
                 route_key=str(msg.get("to", "")).lstrip("+"),
                 channel_source="whatsapp",
                 contact_id=contact,
+                contact_user_id=str(msg.get("fromUserId") or ""),
                 contact_name=(msg.get("customerProfile") or {}).get("name", ""),
                 provider_message_id=str(msg.get("wamid") or msg.get("id") or event_id),
                 text=text,

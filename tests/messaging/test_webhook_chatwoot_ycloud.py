@@ -156,7 +156,7 @@ def test_a_phone_number_added_to_a_chatwoot_contact_later_keeps_one_conversation
         assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
     conversation = ChatConversation.dangerously_unscoped.get()
     assert conversation.contact_external_id == "5f2c1e0a-widget"
-    assert conversation.messages.count() == 2
+    assert ChatMessage.dangerously_unscoped.filter(conversation=conversation).count() == 2
 
 
 def test_chatwoot_malformed_json_is_400(anon, cw_binding):
@@ -183,6 +183,19 @@ def test_a_ycloud_customer_without_a_phone_number_is_known_by_their_bsuid(anon, 
     assert post_ycloud(anon, yc_binding.webhook_token, body, secret="yc-secret").status_code == 200
     message = ChatMessage.dangerously_unscoped.get()
     assert message.text == "hola, soy @ana" and message.conversation.contact_external_id == "AR.1502576394655843"
+
+
+def test_a_ycloud_customer_who_later_hides_their_number_stays_in_their_conversation(anon, yc_binding):
+    first = ycloud_inbound(event_id="evt-pair", to="+15550002222", sender="+5491100000009", text="hola")
+    first["whatsappInboundMessage"]["fromUserId"] = "AR.99"
+    later = ycloud_inbound(event_id="evt-alone", to="+15550002222", sender="", text="sigo yo")
+    del later["whatsappInboundMessage"]["from"]
+    later["whatsappInboundMessage"]["fromUserId"] = "AR.99"
+    for body in (first, later):
+        assert post_ycloud(anon, yc_binding.webhook_token, body, secret="yc-secret").status_code == 200
+    conversation = ChatConversation.dangerously_unscoped.get()
+    assert (conversation.contact_external_id, conversation.contact_user_id) == ("5491100000009", "AR.99")
+    assert ChatMessage.dangerously_unscoped.filter(conversation=conversation).count() == 2
 
 
 def test_ycloud_signatures_and_replays(anon, yc_binding):

@@ -240,6 +240,50 @@ def test_a_customer_who_hides_their_number_behind_a_username_is_kept_by_bsuid(an
     assert conversation.contact_external_id == "AR.13491208655302741918" and conversation.contact_name == "Ana"
 
 
+def _with_user_id(body: dict, user_id: str, *, hide_number: bool) -> dict:
+    value = body["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["user_id"] = user_id
+    if hide_number:
+        del value["messages"][0]["from"], value["contacts"][0]["wa_id"]
+    value["messages"][0]["from_user_id"] = user_id
+    return body
+
+
+def test_a_customer_who_later_hides_their_number_stays_in_their_conversation(anon, wa_binding):
+    known = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "hola"), "AR.77", hide_number=False)
+    assert post_meta(anon, known).status_code == 200
+    conversation = ChatConversation.dangerously_unscoped.get()
+    assert (conversation.contact_external_id, conversation.contact_user_id) == ("5491100000001", "AR.77")
+
+    hidden = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "sigo yo"), "AR.77", hide_number=True)
+    assert post_meta(anon, hidden).status_code == 200
+    assert ChatConversation.dangerously_unscoped.count() == 1
+    assert sorted(ChatMessage.dangerously_unscoped.filter(conversation=conversation).values_list("text", flat=True)) == [
+        "hola", "sigo yo"]
+    # Replies still go to the number the conversation is kept under.
+    conversation.refresh_from_db()
+    assert conversation.contact_external_id == "5491100000001"
+
+
+def test_the_pair_and_the_id_alone_in_one_delivery_share_a_conversation(anon, wa_binding):
+    body = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "uno"), "AR.78", hide_number=False)
+    hidden = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "dos"), "AR.78", hide_number=True)
+    body["entry"].append(hidden["entry"][0])
+    assert post_meta(anon, body).status_code == 200
+    assert ChatConversation.dangerously_unscoped.get().contact_external_id == "5491100000001"
+    assert ChatMessage.dangerously_unscoped.count() == 2
+
+
+def test_an_id_alone_never_joins_another_tenants_conversation(anon, wa_binding, tenant_b):
+    other = factories.binding(tenant_b, external_id="PN-OTHER")
+    known = _with_user_id(whatsapp_text(other.external_id, "5491100000001", "hola"), "AR.79", hide_number=False)
+    assert post_meta(anon, known).status_code == 200
+    hidden = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "hola"), "AR.79", hide_number=True)
+    assert post_meta(anon, hidden).status_code == 200
+    mine = ChatConversation.dangerously_unscoped.get(tenant=wa_binding.tenant)
+    assert mine.contact_external_id == "AR.79"
+
+
 def test_a_product_question_tells_the_agent_which_product(anon, wa_binding):
     body = whatsapp_text(wa_binding.external_id, "5491100000001", "Is this in stock in M?")
     body["entry"][0]["changes"][0]["value"]["messages"][0]["context"] = {
