@@ -31,7 +31,7 @@ from messaging.models import (
     WebhookEvent,
 )
 from messaging.upserts import StaleBinding, insert_message_once, record_inbound_batch, upsert_conversation_row
-from messaging.webhooks.normalized import HumanReply, InboundMessage, ReadUpTo, StatusUpdate
+from messaging.webhooks.normalized import ConversationResolved, HumanReply, InboundMessage, ReadUpTo, StatusUpdate
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger(__name__)
@@ -309,12 +309,30 @@ def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
     return message
 
 
+def record_resolved(*, binding: ChannelBinding, event: ConversationResolved) -> int:
+    """Staff resolved the conversation in Chatwoot: ours closes and any pause ends (a customer who
+    writes again opens it to the bot, as Chatwoot reopens its own). 0 when we never saw it."""
+    with tenant_scope(binding.tenant_id), transaction.atomic():
+        conversation = ChatConversation.objects.select_for_update().filter(
+            provider=binding.provider, external_account_id=binding.external_id,
+            external_chatwoot_id=event.external_chatwoot_id).first()
+        if conversation is None:
+            return 0
+        conversation.status = ConversationStatus.CLOSED
+        conversation.bot_paused_until = None
+        conversation.save(update_fields=["status", "bot_paused_until", "updated_at"])
+        events.conversation_updated(conversation)
+    logger.info("Chatwoot conversation %s resolved by staff: conversation %s closed",
+                event.external_chatwoot_id, conversation.pk)
+    return 1
+
+
 def apply_events(*, binding: ChannelBinding, parsed: list, buffer_seconds=None, now=None, inbound=None) -> dict:
     """Store every parsed event for one binding; returns counts for logs and tests. `now` is when
     the webhook received them (the buffer counts from there). With an `inbound` list, customer
     messages are added to it as (None, binding, event, now) for the caller's batch write
     (messaging.inbox) instead of being written one by one."""
-    counts = {"stored": 0, "duplicates": 0, "statuses": 0, "human": 0}
+    counts = {"stored": 0, "duplicates": 0, "statuses": 0, "human": 0, "closed": 0}
     for event in parsed:
         if isinstance(event, InboundMessage) and inbound is not None:
             inbound.append((None, binding, event, now))
@@ -327,4 +345,6 @@ def apply_events(*, binding: ChannelBinding, parsed: list, buffer_seconds=None, 
             counts["statuses"] += record_read(binding=binding, event=event)
         elif isinstance(event, HumanReply):
             counts["human"] += 1 if record_human_reply(binding=binding, event=event, now=now) else 0
+        elif isinstance(event, ConversationResolved):
+            counts["closed"] += record_resolved(binding=binding, event=event)
     return counts

@@ -1,8 +1,9 @@
-"""Chatwoot account webhooks: message_created becomes a customer message, a human reply, or nothing."""
+"""Chatwoot account webhooks: message_created becomes a customer message, a human reply, or nothing;
+a conversation staff resolve closes ours."""
 
 from __future__ import annotations
 
-from messaging.webhooks.normalized import HumanReply, InboundMessage, UnexpectedShape, parser
+from messaging.webhooks.normalized import ConversationResolved, HumanReply, InboundMessage, UnexpectedShape, parser
 
 # Chatwoot serialises message_type as a string in webhooks (older payloads used the enum integer).
 MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
@@ -39,6 +40,8 @@ def _contact(conversation: dict, payload: dict) -> tuple[str, str]:
 def parse(payload: dict, *, default_channel: str) -> list:
     if not isinstance(payload, dict) or "event" not in payload:
         raise UnexpectedShape("Chatwoot delivery has no 'event'")
+    if payload["event"] in ("conversation_status_changed", "conversation_resolved"):
+        return _resolved(payload)
     if payload["event"] != "message_created":
         return []
     conversation = payload.get("conversation")
@@ -72,3 +75,15 @@ def parse(payload: dict, *, default_channel: str) -> list:
         return [HumanReply(text=payload.get("content") or "", **common)]
     # outgoing from a bot or the API (ours), activity, template: never a customer message.
     return []
+
+
+def _resolved(conversation: dict) -> list:
+    """conversation_status_changed carries the conversation itself (no account object: its messages
+    name the account). Only "resolved" means anything here; open, pending and snoozed change nothing."""
+    if conversation.get("status") != "resolved":
+        return []
+    if not conversation.get("id"):
+        raise UnexpectedShape("Chatwoot conversation_status_changed without the conversation's id")
+    messages = [m for m in conversation.get("messages") or [] if isinstance(m, dict)]
+    account = conversation.get("account_id") or (messages[0].get("account_id") if messages else "") or ""
+    return [ConversationResolved(route_key=str(account), external_chatwoot_id=str(conversation["id"]))]

@@ -76,6 +76,15 @@ class HumanReply:
     external_account_id: str = ""
 
 
+@dataclass
+class ConversationResolved:
+    """Staff resolved the conversation in the provider's own inbox (Chatwoot): ours closes and the
+    bot's pause ends, so the customer's next message opens it again, to the bot."""
+
+    route_key: str
+    external_chatwoot_id: str
+
+
 def from_unix(value) -> datetime | None:
     try:
         seconds = float(value)

@@ -114,6 +114,53 @@ def test_chatwoot_human_reply_does_not_shorten_a_longer_pause(anon, cw_binding, 
     assert conversation.bot_paused_until == week
 
 
+def _status_changed(conversation_id: int, status: str, account_id: int = 12) -> dict:
+    """conversation_status_changed as Chatwoot posts it: the conversation itself, its messages naming the account."""
+    return {
+        "event": "conversation_status_changed", "id": conversation_id, "status": status, "inbox_id": 1,
+        "channel": "Channel::Whatsapp", "can_reply": True,
+        "contact_inbox": {"id": 3, "contact_id": 7, "inbox_id": 1, "source_id": "5491100000000"},
+        "messages": [{"id": 4001, "content": "hola", "account_id": account_id, "inbox_id": 1,
+                      "conversation_id": conversation_id, "message_type": 0, "private": False}],
+        "meta": {"sender": {"id": 7, "name": "Ana", "phone_number": "+5491100000000", "type": "contact"}},
+        "timestamp": int(time.time()),
+    }
+
+
+def test_chatwoot_staff_resolving_a_conversation_hands_it_back_to_the_bot(anon, cw_binding, settings):
+    settings.HUMAN_TAKEOVER_HOURS = 24
+    takeover = chatwoot_message(account_id=12, conversation_id=345, message_id=3001, content="Te ayudo yo",
+                                message_type="outgoing", sender_type="user")
+    post_chatwoot(anon, cw_binding.webhook_token, takeover)
+    conversation = ChatConversation.dangerously_unscoped.get()
+    assert conversation.bot_paused_until is not None
+
+    assert post_chatwoot(anon, cw_binding.webhook_token, _status_changed(345, "resolved")).status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.status == "closed" and conversation.bot_paused_until is None
+
+    again = chatwoot_message(account_id=12, conversation_id=345, message_id=3002, content="una cosa más")
+    post_chatwoot(anon, cw_binding.webhook_token, again)
+    conversation.refresh_from_db()
+    assert conversation.status == "bot" and _jobs().count() == 1
+
+
+@pytest.mark.parametrize("status,conversation_id,account_id", [
+    ("open", 345, 12), ("pending", 345, 12), ("snoozed", 345, 12),
+    ("resolved", 999, 12),  # a conversation we never saw
+    ("resolved", 345, 13),  # another account's conversation 345, on this account's token
+])
+def test_chatwoot_other_status_changes_leave_the_conversation_alone(anon, cw_binding, status, conversation_id,
+                                                                     account_id):
+    conversation = factories.conversation(cw_binding.tenant, provider="chatwoot", binding=cw_binding,
+                                          contact_external_id="5491100000000", external_chatwoot_id="345",
+                                          external_account_id="12", status="human")
+    body = _status_changed(conversation_id, status, account_id)
+    assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.status == "human"
+
+
 def test_chatwoot_duplicates_by_delivery_header_and_message_id(anon, cw_binding):
     body = chatwoot_message(account_id=12, conversation_id=345, message_id=1005, content="hola")
     post_chatwoot(anon, cw_binding.webhook_token, body, delivery="d-1")
