@@ -138,9 +138,13 @@ class Chatwoot:
         return SendResult(_id(body.get("id")), status)
 
 
-def _ycloud_to(contact_id: str) -> str:
-    """YCloud's `to`: the phone number in E.164, or the customer's business-scoped user id as is."""
-    return contact_id if is_bsuid(contact_id) else "+" + contact_id.lstrip("+")
+def _ycloud_recipient(contact_id: str) -> dict:
+    """Whom YCloud sends to: `to` with the phone number in E.164, or, for a customer known only by
+    their business-scoped user id, `recipient` with the id as is and no `to` (YCloud's BSUID
+    changelog: when both are given `to` wins, and `to` must be a phone number)."""
+    if is_bsuid(contact_id):
+        return {"recipient": contact_id}
+    return {"to": "+" + contact_id.lstrip("+")}
 
 
 class YCloud:
@@ -160,7 +164,7 @@ class YCloud:
             f"{settings.YCLOUD_API_BASE}/whatsapp/messages",
             json={
                 "from": sender,
-                "to": _ycloud_to(conversation.contact_external_id),
+                **_ycloud_recipient(conversation.contact_external_id),
                 "type": "text",
                 "text": {"body": message.text},
                 "externalId": str(message.idempotency_key),

@@ -462,14 +462,15 @@ def test_ycloud_send_shape(tenant_a):
 
 
 @respx.mock
-def test_ycloud_sends_to_a_bsuid_as_is(tenant_a):
+def test_ycloud_sends_to_a_bsuid_as_recipient_without_to(tenant_a):
     for name, value in (("API_KEY", "yc-key-1"), ("FROM_NUMBER", "+15550002222")):
         set_tenant_credential(tenant_a.pk, "ycloud", name, value)
     conversation = factories.conversation(tenant_a, provider="ycloud", contact_external_id="AR.1502576394655843")
     route = respx.post("https://ycloud.test/v2/whatsapp/messages").mock(
         return_value=httpx.Response(200, json={"id": "yc-3", "status": "accepted"}))
     assert _run(_queued(conversation)) == "sent"
-    assert json.loads(route.calls.last.request.content)["to"] == "AR.1502576394655843"
+    body = json.loads(route.calls.last.request.content)
+    assert body["recipient"] == "AR.1502576394655843" and "to" not in body
 
 
 @respx.mock
