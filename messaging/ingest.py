@@ -100,7 +100,7 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
     Returns (messages stored, the items whose binding no longer vouches: route them again)."""
     from messaging.tasks import answer_conversation
 
-    stored, stale, pending = 0, [], _known_by_phone(items)
+    stored, stale, pending = 0, [], _known_in_chatwoot(_known_by_phone(items))
     while pending:
         rows: dict[tuple, list] = {}  # conversation key -> [conversation, binding, messages, items]
         later = []
@@ -169,6 +169,35 @@ def _known_by_phone(items: list) -> list:
         phone = phones.get((binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id))
         if phone and event.contact_id == event.contact_user_id:
             event = dataclasses.replace(event, contact_id=phone)
+        routed.append((binding, event, at))
+    return routed
+
+
+def _known_in_chatwoot(items: list) -> list:
+    """A message in a Chatwoot conversation we already keep goes to that conversation, whatever id
+    the contact carries now (a phone number or identifier added later, a key kept from before
+    source ids were used): one Chatwoot conversation is one person. One indexed query, only for
+    Chatwoot deliveries."""
+    asked = [(binding, event) for binding, event, _ in items
+             if binding.provider == "chatwoot" and event.external_chatwoot_id and event.external_account_id]
+    if not asked:
+        return items
+    wanted = Q()
+    for binding, event in asked:
+        wanted |= Q(tenant_id=binding.tenant_id, external_account_id=event.external_account_id,
+                    external_chatwoot_id=event.external_chatwoot_id)
+    kept: dict[tuple, list[tuple[str, str]]] = {}
+    for row in ChatConversation.dangerously_unscoped.filter(wanted, provider="chatwoot").order_by(
+            "-last_message_at", "-pk").values("tenant_id", "external_account_id", "external_chatwoot_id",
+                                              "channel_source", "contact_external_id"):
+        kept.setdefault((row["tenant_id"], row["external_account_id"], row["external_chatwoot_id"]), []).append(
+            (row["channel_source"], row["contact_external_id"]))
+    routed = []
+    for binding, event, at in items:
+        ours = kept.get((binding.tenant_id, event.external_account_id, event.external_chatwoot_id)) or []
+        if ours and (event.channel_source, event.contact_id) not in ours:
+            channel_source, contact_id = ours[0]  # the most recently active, if an old split left two
+            event = dataclasses.replace(event, channel_source=channel_source, contact_id=contact_id)
         routed.append((binding, event, at))
     return routed
 
@@ -282,6 +311,7 @@ def _is_our_own(conversation: ChatConversation, event: HumanReply) -> bool:
 def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
     """A human answered in the provider's own inbox: keep the message and pause the bot."""
     now = now or timezone.now()
+    [(_, event, _)] = _known_in_chatwoot([(binding, event, now)])
     with tenant_scope(binding.tenant_id), transaction.atomic():
         conversation = upsert_conversation(
             binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,

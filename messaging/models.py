@@ -116,6 +116,9 @@ class ChatConversation(TenantScopedModel):
             models.Index(fields=["updated_at"], condition=~Q(turn_claim=[]), name="conversation_turn_claim_idx"),
             models.Index(fields=["tenant", "provider", "channel_source", "contact_user_id"],
                          condition=~Q(contact_user_id=""), name="conversation_user_id_idx"),
+            # A Chatwoot delivery finds the conversation it belongs to; staff resolving one closes it.
+            models.Index(fields=["tenant", "external_account_id", "external_chatwoot_id"],
+                         condition=Q(provider="chatwoot"), name="conversation_chatwoot_idx"),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # The column only (no rewrite: a constant default); its index is built CONCURRENTLY in 0011.
 
     dependencies = [
         ('agents', '0001_initial'),
@@ -16,9 +17,5 @@ class Migration(migrations.Migration):
             model_name='chatconversation',
             name='contact_user_id',
             field=models.CharField(blank=True, default='', max_length=160),
-        ),
-        migrations.AddIndex(
-            model_name='chatconversation',
-            index=models.Index(condition=models.Q(('contact_user_id', ''), _negated=True), fields=['tenant', 'provider', 'channel_source', 'contact_user_id'], name='conversation_user_id_idx'),
         ),
     ]

@@ -20,20 +20,39 @@ def channel_of(conversation: dict, inbox: dict, default: str) -> str:
     return default
 
 
+# Inboxes whose contact source id is a random id per browser or API client: the shop's own customer
+# identifier (the widget's setUser, the API's identifier) names the person across them.
+_RANDOM_SOURCE_IDS = ("webwidget", "api")
+
+
+def _source_id(conversation: dict) -> str:
+    """The contact's source id in its inbox, as a phone number where it is one: Twilio's WhatsApp
+    inboxes prefix it ("whatsapp:+5491..."), the Cloud API inbox does not ("5491...")."""
+    source = str((conversation.get("contact_inbox") or {}).get("source_id") or "").strip()
+    if source.lower().startswith("whatsapp:"):
+        source = source.split(":", 1)[1]
+    return source.lstrip("+")
+
+
 def _contact(conversation: dict, payload: dict) -> tuple[str, str]:
     """The customer's id: the contact's source id in its inbox first (the phone number on a WhatsApp
-    inbox, the PSID on Messenger, the widget's id), which never changes for the contact in that
-    inbox; a phone number or identifier an agent adds to a widget contact later would otherwise
-    start a second conversation with the same person."""
+    inbox, the PSID on Messenger), which never changes for the contact in that inbox; a phone number
+    an agent adds to a contact later would otherwise start a second conversation with the same
+    person. On the web widget and API inboxes the source id is random per browser or client, so the
+    shop's identifier for the customer, when it set one, comes first there. (A message in a Chatwoot
+    conversation we already keep under another id still goes to it: messaging.ingest.)"""
     person = (conversation.get("meta") or {}).get("sender") or {}
     if not person and (payload.get("sender") or {}).get("type") == "contact":
         person = payload["sender"]
-    identifier = (
-        (conversation.get("contact_inbox") or {}).get("source_id")
-        or person.get("phone_number") or person.get("identifier")
-        or (f"chatwoot-contact:{person['id']}" if person.get("id") else "")
-    )
-    return str(identifier).lstrip("+"), person.get("name", "") or ""
+    channel = str(conversation.get("channel") or (payload.get("inbox") or {}).get("channel_type") or "").lower()
+    identifier = str(person.get("identifier") or "").strip()
+    source = _source_id(conversation)
+    if identifier and any(kind in channel for kind in _RANDOM_SOURCE_IDS):
+        key = identifier
+    else:
+        key = source or str(person.get("phone_number") or "").lstrip("+") or identifier
+    key = key or (f"chatwoot-contact:{person['id']}" if person.get("id") else "")
+    return str(key).lstrip("+"), person.get("name", "") or ""
 
 
 @parser

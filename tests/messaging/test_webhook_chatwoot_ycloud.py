@@ -206,6 +206,52 @@ def test_a_phone_number_added_to_a_chatwoot_contact_later_keeps_one_conversation
     assert ChatMessage.dangerously_unscoped.filter(conversation=conversation).count() == 2
 
 
+def test_a_twilio_whatsapp_inbox_keys_the_customer_by_their_number(anon, cw_binding):
+    body = chatwoot_message(account_id=cw_binding.external_id, conversation_id=345, message_id=2101, content="hola",
+                            channel="Channel::TwilioSms")
+    body["conversation"]["contact_inbox"] = {"source_id": "whatsapp:+5491100000000"}
+    assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    assert ChatConversation.dangerously_unscoped.get().contact_external_id == "5491100000000"
+
+
+def test_a_widget_customer_the_shop_identified_is_one_conversation_across_browsers(anon, cw_binding):
+    first = chatwoot_message(account_id=cw_binding.external_id, conversation_id=345, message_id=2201, content="hola",
+                             channel="Channel::WebWidget", phone="")
+    first["conversation"]["meta"]["sender"]["identifier"] = "customer-881"
+    first["conversation"]["contact_inbox"] = {"source_id": "5f2c1e0a-laptop"}
+    other_browser = copy.deepcopy(first)
+    other_browser["id"], other_browser["conversation"]["id"] = 2202, 346
+    other_browser["conversation"]["contact_inbox"] = {"source_id": "77aa01c3-phone"}
+    for body in (first, other_browser):
+        assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    conversation = ChatConversation.dangerously_unscoped.get()
+    assert conversation.contact_external_id == "customer-881"
+    assert ChatMessage.dangerously_unscoped.filter(conversation=conversation).count() == 2
+
+
+def test_a_chatwoot_conversation_kept_under_another_id_keeps_its_messages(anon, cw_binding, settings):
+    """A conversation stored under the key used before source ids (the contact's id) gets the next
+    message and the staff reply in the same Chatwoot conversation, not a second conversation."""
+    settings.HUMAN_TAKEOVER_HOURS = 24
+    kept = factories.conversation(cw_binding.tenant, provider="chatwoot", binding=cw_binding,
+                                  contact_external_id="chatwoot-contact:7", external_chatwoot_id="345",
+                                  external_account_id=str(cw_binding.external_id))
+    customer = chatwoot_message(account_id=cw_binding.external_id, conversation_id=345, message_id=2301,
+                                content="sigo acá")
+    staff = chatwoot_message(account_id=cw_binding.external_id, conversation_id=345, message_id=2302,
+                             content="Te ayudo yo", message_type="outgoing", sender_type="user")
+    elsewhere = chatwoot_message(account_id=cw_binding.external_id, conversation_id=999, message_id=2303,
+                                 content="otra conversación", phone="+5491100000055")
+    for body in (customer, staff, elsewhere):
+        assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    assert ChatConversation.dangerously_unscoped.count() == 2
+    kept.refresh_from_db()
+    assert list(ChatMessage.dangerously_unscoped.filter(conversation=kept).order_by("pk")
+                .values_list("role", "text")) == [("customer", "sigo acá"), ("human", "Te ayudo yo")]
+    assert kept.bot_paused_until is not None
+    assert ChatConversation.dangerously_unscoped.exclude(pk=kept.pk).get().contact_external_id == "5491100000055"
+
+
 def test_chatwoot_malformed_json_is_400(anon, cw_binding):
     response = anon.post(f"/webhooks/chatwoot/{cw_binding.webhook_token}/", b"{nope", content_type="application/json")
     assert response.status_code == 400 and "Malformed JSON" in response.json()["detail"]
