@@ -311,7 +311,7 @@ def _is_our_own(conversation: ChatConversation, event: HumanReply) -> bool:
 def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
     """A human answered in the provider's own inbox: keep the message and pause the bot."""
     now = now or timezone.now()
-    [(_, event, _)] = _known_in_chatwoot([(binding, event, now)])
+    [(_, event, _)] = _known_in_chatwoot(_known_by_phone([(binding, event, now)]))
     with tenant_scope(binding.tenant_id), transaction.atomic():
         conversation = upsert_conversation(
             binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,

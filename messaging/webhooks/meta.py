@@ -99,15 +99,16 @@ def _whatsapp_change(change: dict) -> list:
         if not isinstance(msg, dict) or not msg.get("id") or msg.get("type") in whatsapp_content.EVENT_TYPES:
             return []
         if str(msg.get("to", "")) == business_number:
-            contact = str(msg.get("from") or msg.get("from_user_id") or "")
+            contact, user_id = str(msg.get("from") or ""), str(msg.get("from_user_id") or "")
         else:
-            contact = str(msg.get("to") or msg.get("to_user_id") or "")
+            contact, user_id = str(msg.get("to") or ""), str(msg.get("to_user_id") or "")
+        contact = contact or user_id
         if not contact:
             return []
         text, attachments = whatsapp_content.describe(msg)
         return [HumanReply(route_key=phone_number_id, channel_source="whatsapp", contact_id=contact,
                            provider_message_id=str(msg["id"]), text=text or _attachment_text(attachments),
-                           contact_name=names.get(contact, ""))]
+                           contact_name=names.get(contact, ""), contact_user_id=user_id)]
 
     events = each_item(as_list(value.get("messages"), "value.messages"), message, "WhatsApp message")
     events += each_item(as_list(value.get("statuses"), "value.statuses"), status_update, "WhatsApp status")

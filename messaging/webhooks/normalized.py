@@ -74,6 +74,8 @@ class HumanReply:
     contact_name: str = ""
     external_chatwoot_id: str = ""
     external_account_id: str = ""
+    # WhatsApp: the customer's business-scoped user id (BSUID), also when contact_id is their phone.
+    contact_user_id: str = ""
 
 
 @dataclass

@@ -442,6 +442,21 @@ def test_a_reply_from_the_whatsapp_business_app_pauses_the_bot(anon, wa_binding)
     assert ChatMessage.dangerously_unscoped.count() == 1  # a deletion from the app changes nothing
 
 
+def test_a_business_app_reply_to_a_customer_known_by_number_and_bsuid_pauses_their_conversation(anon, wa_binding):
+    """The app's echo to a customer who now hides their number names them by BSUID alone: it is
+    the conversation kept under the number that pauses, not a second one."""
+    known = _with_user_id(whatsapp_text(wa_binding.external_id, "972987654321", "hola"), "IL.55", hide_number=False)
+    assert post_meta(anon, known).status_code == 200
+    body = _bound(SAMPLES["outgoing_message:text"], wa_binding.external_id)
+    echo = body["entry"][0]["changes"][0]["value"]["message_echoes"][0]
+    echo.update({"from": "972123456789", "id": "wamid.APP_TO_BSUID", "to_user_id": "IL.55"})
+    del echo["to"]
+    assert post_meta(anon, body).status_code == 200
+    conversation = ChatConversation.dangerously_unscoped.get()
+    assert conversation.contact_external_id == "972987654321" and conversation.bot_paused_until
+    assert ChatMessage.dangerously_unscoped.get(role="human").conversation == conversation
+
+
 def test_messenger_delivery_and_read_receipts(anon, tenant_a):
     binding = factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
     conversation = factories.conversation(tenant_a, binding=binding, channel_source="facebook",
