@@ -121,6 +121,7 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
                 row = rows[key] = [conversation, binding, [], []]
             conversation = row[0]
             conversation.contact_name = event.contact_name or conversation.contact_name
+            conversation.contact_user_id = event.contact_user_id or conversation.contact_user_id
             conversation.external_chatwoot_id = event.external_chatwoot_id or conversation.external_chatwoot_id
             conversation.external_account_id = event.external_account_id or conversation.external_account_id
             conversation.last_inbound_at = conversation.last_message_at = max(inbound_at, conversation.last_inbound_at)

@@ -13,6 +13,8 @@ PostgreSQL they share is stopped by the last one to leave.
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 import signal
 import subprocess
 import sys
@@ -27,11 +29,13 @@ GRACE_SECONDS = 30.0
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child between fork and exec
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: Ctrl-C still stops the children
-        pass
+        return
+    if os.getppid() != parent:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def supervise(commands: list[list[str]], banner: str, grace: float = GRACE_SECONDS) -> int:
@@ -47,7 +51,8 @@ def supervise(commands: list[list[str]], banner: str, grace: float = GRACE_SECON
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     children = [
-        subprocess.Popen(command, process_group=0, preexec_fn=_die_with_parent) for command in commands
+        subprocess.Popen(command, process_group=0, preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+        for command in commands
     ]
     print(banner, flush=True)
 

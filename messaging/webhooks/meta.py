@@ -54,7 +54,8 @@ def _whatsapp_change(change: dict) -> list:
     names, user_ids = {}, {}
     for c in as_list(value.get("contacts"), "value.contacts"):
         if isinstance(c, dict):
-            name = (c["profile"].get("name", "") if isinstance(c.get("profile"), dict) else "") or c.get("username", "")
+            profile = c["profile"] if isinstance(c.get("profile"), dict) else {}
+            name = profile.get("name") or profile.get("username") or c.get("username") or ""
             for key in ("wa_id", "user_id"):
                 if c.get(key):
                     names[str(c[key])] = name

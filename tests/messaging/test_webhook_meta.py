@@ -240,6 +240,15 @@ def test_a_customer_who_hides_their_number_behind_a_username_is_kept_by_bsuid(an
     assert conversation.contact_external_id == "AR.13491208655302741918" and conversation.contact_name == "Ana"
 
 
+def test_a_customer_with_only_a_username_is_shown_by_it(anon, wa_binding):
+    body = whatsapp_text(wa_binding.external_id, "5491100000001", "hola")
+    value = body["entry"][0]["changes"][0]["value"]
+    del value["messages"][0]["from"]
+    value["messages"][0]["from_user_id"] = "AR.134"
+    value["contacts"] = [{"profile": {"username": "@ana.shop"}, "user_id": "AR.134"}]
+    assert _customer_text(anon, body).conversation.contact_name == "@ana.shop"
+
+
 def _with_user_id(body: dict, user_id: str, *, hide_number: bool) -> dict:
     value = body["entry"][0]["changes"][0]["value"]
     value["contacts"][0]["user_id"] = user_id
