@@ -73,6 +73,17 @@ def _messaging_type(message, conversation) -> dict:
     return {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
 
 
+def _whatsapp_window_open(conversation) -> None:
+    """WhatsApp takes free-form messages (the bot's and a person's alike) only within 24 h of the
+    customer's last message; later, Meta accepts the call and fails the message afterwards
+    (131047). Refused here, without a call, with the reason staff can act on."""
+    last = conversation.last_inbound_at
+    if last is not None and timezone.now() - last > STANDARD_WINDOW:
+        raise DeliveryError(
+            f"The customer last wrote on {last:%Y-%m-%d %H:%M} UTC, more than 24 hours ago: WhatsApp accepts only "
+            "template messages until they write again.", retryable=False)
+
+
 class MetaDirect:
     name = "meta_direct"
     spaced = True
@@ -94,6 +105,7 @@ class MetaDirect:
         return SendResult(_id(body.get("message_id")), status)
 
     def _whatsapp(self, message, conversation) -> SendResult:
+        _whatsapp_window_open(conversation)
         token = _credential(message.tenant_id, "whatsapp_cloud", "ACCESS_TOKEN")
         phone_number_id = (conversation.binding.external_id if conversation.binding_id else "") or _credential(
             message.tenant_id, "whatsapp_cloud", "PHONE_NUMBER_ID"
@@ -152,6 +164,7 @@ class YCloud:
     spaced = True
 
     def send(self, *, message, conversation) -> SendResult:
+        _whatsapp_window_open(conversation)
         api_key = _credential(message.tenant_id, "ycloud", "API_KEY")
         # From the number the customer wrote to (one YCloud account may serve several; the 24 h
         # window is per number), else the tenant's FROM_NUMBER.

@@ -426,6 +426,31 @@ def test_a_staff_reply_after_24_hours_is_tagged_human_agent_for_up_to_7_days(ten
 
 
 @respx.mock
+@pytest.mark.parametrize("provider", ["meta_direct", "ycloud"])
+def test_a_whatsapp_message_after_24_hours_fails_without_a_call(wa_binding, provider):
+    for category, name, value in (("whatsapp_cloud", "ACCESS_TOKEN", "wa-token-123456"),
+                                  ("ycloud", "API_KEY", "yc-key-1"), ("ycloud", "FROM_NUMBER", "+15550002222")):
+        set_tenant_credential(wa_binding.tenant_id, category, name, value)
+    binding = wa_binding if provider == "meta_direct" else factories.binding(
+        wa_binding.tenant, provider="ycloud", external_id="+15550002222")
+    conversation = factories.conversation(wa_binding.tenant, binding=binding, provider=provider,
+                                          contact_external_id="5491100000001",
+                                          last_inbound_at=timezone.now() - timedelta(hours=25))
+    graph = respx.post(f"{GRAPH}/{wa_binding.external_id}/messages").mock(
+        return_value=httpx.Response(200, json={"messages": [{"id": "wamid.LATE"}]}))
+    ycloud = respx.post("https://ycloud.test/v2/whatsapp/messages").mock(
+        return_value=httpx.Response(200, json={"id": "yc-late", "status": "accepted"}))
+    staff = relay_parts(conversation=conversation, parts=["¿Seguís ahí?"], role="human")[0]
+    assert _run(staff) == "failed" and graph.call_count == ycloud.call_count == 0
+    staff.refresh_from_db()
+    assert "more than 24 hours ago" in staff.error and "template" in staff.error
+
+    conversation.last_inbound_at = timezone.now() - timedelta(hours=23)  # still open: sent
+    conversation.save()
+    assert _run(relay_parts(conversation=conversation, parts=["hola"], role="human")[0]) == "sent"
+
+
+@respx.mock
 def test_chatwoot_send_goes_to_the_same_conversation_with_bot_token(tenant_a):
     set_tenant_credential(tenant_a.pk, "chatwoot", "BASE_URL", "https://chat.shop.test/")
     set_tenant_credential(tenant_a.pk, "chatwoot", "ACCOUNT_ID", "12")
