@@ -124,10 +124,14 @@ class ChatMessageAdmin(TenantScopedAdmin):
 
     @admin.action(description="Retry the selected failed messages")
     def retry_failed(self, request, queryset):
-        retried = 0
-        for message in queryset.filter(status=MessageStatus.FAILED):
-            services.retry_message(tenant_id=message.tenant_id, message_id=message.pk)
-            retried += 1
+        chosen = list(queryset.filter(status=MessageStatus.FAILED).order_by("pk"))
+        for message in chosen:
+            try:  # in order: a reply's held parts go again with its first one, and are skipped here then
+                services.retry_message(tenant_id=message.tenant_id, message_id=message.pk)
+            except services.MessagingError:
+                continue
+        retried = ChatMessage.dangerously_unscoped.filter(
+            pk__in=[m.pk for m in chosen], status=MessageStatus.QUEUED).count()
         self.message_user(request, f"{retried} failed message(s) queued again.", flash.SUCCESS if retried else flash.WARNING)
 
 

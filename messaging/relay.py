@@ -503,6 +503,8 @@ def _record(claim: Claim, owner: int, result, error, duration) -> Outcome:
             logger.warning("Message %s was sent, but its provider id %s is already another message's; "
                            "stored without it", message.pk, message.provider_message_id)
             message.provider_message_id = None
+        if error is not None and stored is not None and message.turn_id:
+            _hold_rest_of_turn(message, claim.lane_id)
         # The lane row is locked by the first statement; the hand-over is the second. Spacing
         # counts from the last real send (a failed message did not leave).
         _hand_over(claim.lane_id, owner, spacing=spacing_for(claim.provider),
@@ -511,6 +513,31 @@ def _record(claim: Claim, owner: int, result, error, duration) -> Outcome:
         logger.error("Message %s failed after %s attempt(s) (delivery log #%s): %s", message.pk, message.attempts,
                      claim.attempt_number, error.detail)
     return Outcome(message.status, message.error, message.pk)
+
+
+# The error of a part held back because an earlier part of the same reply failed.
+HELD_PREFIX = "Not sent: an earlier part of this reply failed"
+
+
+def _hold_rest_of_turn(failed: ChatMessage, lane_id: int) -> None:
+    """An agent's reply whose part failed for good does not go on without it: its later parts
+    fail too, naming the reason, so the customer never reads a reply's second half alone. A staff
+    retry of the failed part sends them again with it (messaging.services.retry_message)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {MESSAGES} SET status = %(failed)s, error = %(held)s
+                 WHERE lane_id = %(lane)s AND status = %(queued)s AND conversation_id = %(conversation)s
+                   AND turn_id = %(turn)s AND id > %(message)s
+                RETURNING id""",
+            {"failed": MessageStatus.FAILED, "queued": MessageStatus.QUEUED, "lane": lane_id,
+             "conversation": failed.conversation_id, "turn": failed.turn_id, "message": failed.pk,
+             "held": f"{HELD_PREFIX} (message {failed.pk}): {failed.error}"[:2000]},
+        )
+        held = [row[0] for row in cursor.fetchall()]
+    for message in ChatMessage.dangerously_unscoped.filter(pk__in=held):
+        events.message_status(message)
+    if held:
+        logger.warning("Message %s failed: %s later part(s) of its reply held back (%s)", failed.pk, len(held), held)
 
 
 def run_due(*, now: datetime | None = None, limit: int = 100) -> list[Outcome]:

@@ -28,7 +28,7 @@ from messaging.models import (
     Provider,
     Role,
 )
-from messaging.relay import queue_message, relay_parts
+from messaging.relay import HELD_PREFIX, queue_message, relay_parts
 from messaging.webhooks.normalized import InboundMessage
 from tenants.scoping import tenant_scope
 
@@ -146,10 +146,17 @@ def retry_message(*, tenant_id: int, message_id) -> ChatMessage:
             raise NotFound(ChatMessage, message_id)
         if message.direction != Direction.OUT or message.status != MessageStatus.FAILED:
             raise MessagingError(f"Message {message_id} is {message.status}; only failed outbound messages are retried.")
-        message.status, message.error, message.attempts = MessageStatus.QUEUED, "", 0
-        message.save(update_fields=["status", "error", "attempts"])
-        queue_message(message, message.conversation)
-        events.message_status(message)
+        held = []
+        if message.turn_id:  # the later parts of its reply that waited for it go again, after it
+            held = list(ChatMessage.objects.select_for_update().filter(
+                conversation_id=message.conversation_id, turn_id=message.turn_id, direction=Direction.OUT,
+                status=MessageStatus.FAILED, pk__gt=message.pk,
+                error__startswith=f"{HELD_PREFIX} (message {message.pk})").order_by("pk"))
+        for again in [message, *held]:
+            again.status, again.error, again.attempts = MessageStatus.QUEUED, "", 0
+            again.save(update_fields=["status", "error", "attempts"])
+            queue_message(again, message.conversation)
+            events.message_status(again)
     return message
 
 

@@ -127,6 +127,21 @@ def test_retry_failed_message(api_a, tenant_a):
     assert detail["delivery_attempts"] == []
 
 
+def test_the_admin_retries_a_reply_with_its_held_parts_once_each(client, user_a, tenant_a):
+    from messaging.relay import HELD_PREFIX
+
+    conversation = factories.conversation(tenant_a)
+    first = factories.message(tenant_a, conversation=conversation, status="failed", error="HTTP 400", turn_id="9")
+    held = [factories.message(tenant_a, conversation=conversation, status="failed", turn_id="9",
+                              error=f"{HELD_PREFIX} (message {first.pk}): HTTP 400") for _ in range(2)]
+    client.force_login(user_a)
+    response = client.post("/admin/messaging/chatmessage/", {
+        "action": "retry_failed", "_selected_action": [first.pk, *(m.pk for m in held)]}, follow=True)
+    assert response.status_code == 200 and "3 failed message(s) queued again." in response.content.decode()
+    queued = ChatMessage.objects.for_tenant(tenant_a.pk).filter(status="queued").order_by("scheduled_at", "pk")
+    assert list(queued.values_list("pk", flat=True)) == [first.pk, *(m.pk for m in held)]
+
+
 RELAY = {"to": "5491100000001", "text": "Tu pedido salió", "provider": "meta_direct", "channel_source": "whatsapp"}
 
 

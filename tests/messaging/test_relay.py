@@ -373,6 +373,33 @@ def test_a_staff_retry_gets_fresh_attempts_and_its_log_numbers_on(wa_conversatio
     assert any(f"Message {message.pk} attempt 1 of 2 (delivery log #3) failed, retrying" in line for line in said)
 
 
+@respx.mock
+def test_a_reply_whose_part_failed_holds_its_later_parts_until_a_retry_sends_them_in_order(wa_conversation):
+    from messaging.services import retry_message
+
+    route = respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
+        httpx.Response(400, json={"error": {"message": "(#100) Invalid parameter", "code": 100}}),
+        httpx.Response(200, json={"messages": [{"id": "wamid.NEXT_TURN"}]}),
+        *[httpx.Response(200, json={"messages": [{"id": f"wamid.P{i}"}]}) for i in range(1, 4)],
+    ])
+    first, second, third = relay_parts(conversation=wa_conversation, parts=["uno", "dos", "tres"], role="agent",
+                                       turn_id="41")
+    later_turn = relay_parts(conversation=wa_conversation, parts=["otra respuesta"], role="agent", turn_id="42")[0]
+    assert _run(first) == "failed"
+    for held in (second, third):
+        held.refresh_from_db()
+        assert held.status == "failed" and held.error.startswith(f"{relay.HELD_PREFIX} (message {first.pk})")
+        assert "Invalid parameter" in held.error
+    assert _run(later_turn) == "sent"  # another reply is not held
+    assert route.call_count == 2
+
+    retry_message(tenant_id=first.tenant_id, message_id=first.pk)
+    for message in (first, second, third):
+        assert _run(message) == "sent"
+    sent = [json.loads(call.request.content)["text"]["body"] for call in route.calls]
+    assert sent == ["uno", "otra respuesta", "uno", "dos", "tres"]
+
+
 def test_missing_credentials_fail_with_a_clear_error(wa_binding):
     conversation = factories.conversation(wa_binding.tenant, binding=wa_binding)
     message = _queued(conversation)
