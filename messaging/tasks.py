@@ -13,6 +13,8 @@ from django.db import close_old_connections
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
+from messaging.handoff import ChatwootUnavailable
+
 logger = logging.getLogger(__name__)
 
 
@@ -84,3 +86,11 @@ def send_handoff_email(*, tenant_id: int, conversation_id: int, reason: str = ""
     from messaging.handoff import email_transcript
 
     return _fresh_connections(email_transcript, tenant_id=tenant_id, conversation_id=conversation_id, reason=reason)
+
+
+@app.task(name="messaging.open_in_chatwoot", queue="mail",
+          retry=RetryStrategy(max_attempts=6, exponential_wait=2, retry_exceptions={ChatwootUnavailable}))
+def open_in_chatwoot(*, tenant_id: int, conversation_id: int):
+    from messaging.handoff import open_in_chatwoot as open_conversation
+
+    return _fresh_connections(open_conversation, tenant_id=tenant_id, conversation_id=conversation_id)

@@ -127,6 +127,15 @@ class MetaDirect:
         return SendResult(_id(ids[0]) if ids else "", status)
 
 
+def chatwoot_api(tenant_id: int) -> tuple[str, str]:
+    """The tenant's Chatwoot address and the token the platform speaks with (the agent bot's when
+    set, else the API token)."""
+    base = _credential(tenant_id, "chatwoot", "BASE_URL").rstrip("/")
+    token = get_optional_credential(tenant_id, "chatwoot", "CHATWOOT_BOT_TOKEN") or _credential(
+        tenant_id, "chatwoot", "CHATWOOT_API_TOKEN")
+    return base, token
+
+
 class Chatwoot:
     name = "chatwoot"
     spaced = True
@@ -136,10 +145,7 @@ class Chatwoot:
             raise DeliveryError(
                 f"Conversation {conversation.pk} has no Chatwoot conversation/account id to reply to", retryable=False
             )
-        base = _credential(message.tenant_id, "chatwoot", "BASE_URL").rstrip("/")
-        token = get_optional_credential(message.tenant_id, "chatwoot", "CHATWOOT_BOT_TOKEN") or _credential(
-            message.tenant_id, "chatwoot", "CHATWOOT_API_TOKEN"
-        )
+        base, token = chatwoot_api(message.tenant_id)
         body, status = post_json(
             f"{base}/api/v1/accounts/{conversation.external_account_id}"
             f"/conversations/{conversation.external_chatwoot_id}/messages",

@@ -168,3 +168,36 @@ def test_handoff_pauses_the_bot_and_emails_the_transcript(anon, wa_binding, agen
     body = envelope.content.decode()
     assert envelope.rcpt_tos == ["humans@shop.test"]
     assert "quiero hablar con alguien" in body and "quiere hablar con una persona" in body
+
+
+@respx.mock
+def test_a_chatwoot_handoff_opens_the_conversation_in_chatwoot(anon, tenant_a, agent_a, model_a,
+                                                               django_capture_on_commit_callbacks):
+    from messaging.handoff import ChatwootUnavailable, open_in_chatwoot
+
+    agent_a.enabled_tools = ["handoff_to_human"]
+    agent_a.save()
+    binding = factories.binding(tenant_a, provider="chatwoot", channel_source="whatsapp", external_id="12",
+                                agent=agent_a)
+    set_tenant_credential(tenant_a.pk, "chatwoot", "BASE_URL", "https://chat.shop.test")
+    set_tenant_credential(tenant_a.pk, "chatwoot", "CHATWOOT_BOT_TOKEN", "cw-bot-token")
+    respx.post("https://chat.shop.test/api/v1/accounts/12/conversations/345/messages").mock(
+        return_value=httpx.Response(200, json={"id": 9002}))
+    toggle = respx.post("https://chat.shop.test/api/v1/accounts/12/conversations/345/toggle_status").mock(
+        side_effect=[httpx.Response(503), httpx.Response(200, json={"payload": {"success": True,
+                                                                                 "current_status": "open"}}),
+                     httpx.Response(404, json={"error": "Resource could not be found"})])
+    model_a.push(Reply.tool_call("handoff_to_human", {"reason": "reclamo"}), Reply.text("Te paso con el equipo."))
+    post_chatwoot(anon, binding.webhook_token,
+                  chatwoot_message(account_id=12, conversation_id=345, message_id=78, content="quiero un humano"))
+    conversation = ChatConversation.dangerously_unscoped.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        _answer_and_deliver(conversation)
+    job = ProcrastinateJob.objects.get(task_name="messaging.open_in_chatwoot")
+    assert job.args == {"tenant_id": tenant_a.pk, "conversation_id": conversation.pk}
+    with pytest.raises(ChatwootUnavailable):  # Chatwoot down: the job's retry runs it again
+        open_in_chatwoot(**job.args)
+    assert open_in_chatwoot(**job.args) == "opened"
+    request = toggle.calls.last.request
+    assert request.headers["api_access_token"] == "cw-bot-token" and request.content == b'{"status":"open"}'
+    assert open_in_chatwoot(**job.args).startswith("not opened: Chatwoot answered HTTP 404")  # not retried
