@@ -144,32 +144,40 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
 
 
 def _known_by_phone(items: list) -> list:
-    """Messages from a contact Meta now names only by their business-scoped user id (a username
-    hides the number) go to the conversation that already has that id beside the phone number, so
-    the history, the pause and the window carry on. One query, and only when such messages come."""
-    bsuid_only = [(binding, event) for binding, event, _ in items
-                  if event.contact_user_id and event.contact_id == event.contact_user_id]
-    if not bsuid_only:
+    """One WhatsApp customer, one conversation, whichever of their ids a message carries. A
+    message naming the customer only by their business-scoped user id (a username hides the
+    number) goes to the conversation that has that id beside the number; a message with both goes
+    to the conversation kept under the id alone when the customer first wrote without their number
+    (it stays keyed by the id: replies reach them through it). History, pause and window carry on.
+    One indexed query per batch, only for messages that carry such an id."""
+    with_id = [(binding, event) for binding, event, _ in items if getattr(event, "contact_user_id", "")]
+    if not with_id:
         return items
+    asked: dict[tuple, set] = {}
+    for binding, event in with_id:
+        asked.setdefault((binding.tenant_id, binding.provider, event.channel_source), set()).add(event.contact_user_id)
     wanted = Q()
-    for binding, event in bsuid_only:
-        wanted |= Q(tenant_id=binding.tenant_id, provider=binding.provider, channel_source=event.channel_source,
-                    contact_user_id=event.contact_user_id)
-    phones = {
-        (row["tenant_id"], row["provider"], row["channel_source"], row["contact_user_id"]): row["contact_external_id"]
-        for row in ChatConversation.dangerously_unscoped.filter(wanted).exclude(
-            contact_external_id=F("contact_user_id")).values(
-            "tenant_id", "provider", "channel_source", "contact_user_id", "contact_external_id")
-    }
-    # The same batch may bring the pair first (phone and id) and then the id alone.
-    phones.update({(binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id): event.contact_id
-                   for binding, event, _ in items
-                   if event.contact_user_id and event.contact_id != event.contact_user_id})
+    for (tenant_id, provider, channel_source), user_ids in asked.items():
+        wanted |= Q(tenant_id=tenant_id, provider=provider, channel_source=channel_source,
+                    contact_user_id__in=sorted(user_ids))
+    kept: dict[tuple, str] = {}
+    for row in ChatConversation.dangerously_unscoped.filter(wanted).exclude(contact_user_id="").values(
+            "tenant_id", "provider", "channel_source", "contact_user_id", "contact_external_id"):
+        key = (row["tenant_id"], row["provider"], row["channel_source"], row["contact_user_id"])
+        # Kept under the number wins over kept under the id alone (an older split keeps its two).
+        if key not in kept or kept[key] == row["contact_user_id"]:
+            kept[key] = row["contact_external_id"]
+    # Not kept yet: the same batch may bring the pair first (number and id) and then the id alone.
+    for binding, event in with_id:
+        key = (binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id)
+        if key not in kept and event.contact_id != event.contact_user_id:
+            kept[key] = event.contact_id
     routed = []
     for binding, event, at in items:
-        phone = phones.get((binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id))
-        if phone and event.contact_id == event.contact_user_id:
-            event = dataclasses.replace(event, contact_id=phone)
+        user_id = getattr(event, "contact_user_id", "")
+        target = kept.get((binding.tenant_id, binding.provider, event.channel_source, user_id)) if user_id else None
+        if target and target != event.contact_id and (event.contact_id == user_id or target == user_id):
+            event = dataclasses.replace(event, contact_id=target)
         routed.append((binding, event, at))
     return routed
 

@@ -274,6 +274,17 @@ def test_a_customer_who_later_hides_their_number_stays_in_their_conversation(ano
     assert conversation.contact_external_id == "5491100000001"
 
 
+def test_a_customer_first_seen_without_their_number_stays_in_that_conversation_when_it_shows(anon, wa_binding):
+    hidden = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "hola"), "AR.80", hide_number=True)
+    assert post_meta(anon, hidden).status_code == 200
+    conversation = ChatConversation.dangerously_unscoped.get()
+    assert conversation.contact_external_id == "AR.80"
+    shown = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "sigo"), "AR.80", hide_number=False)
+    assert post_meta(anon, shown).status_code == 200
+    assert ChatConversation.dangerously_unscoped.get() == conversation
+    assert ChatMessage.dangerously_unscoped.filter(conversation=conversation).count() == 2
+
+
 def test_the_pair_and_the_id_alone_in_one_delivery_share_a_conversation(anon, wa_binding):
     body = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "uno"), "AR.78", hide_number=False)
     hidden = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "dos"), "AR.78", hide_number=True)
