@@ -66,14 +66,17 @@ _counter = itertools.count()
 
 
 def webhook_request() -> bytes:
-    sender = f"54911{random.randrange(CONTACTS):06d}"
+    contact = random.randrange(CONTACTS)
+    # As Meta sends them since April 2026: the number and the business-scoped user id (BSUID).
+    sender, user_id = f"54911{contact:06d}", f"AR.{13491208655302741918 + contact}"
     body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{
         "field": "messages", "value": {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
-            "contacts": [{"profile": {"name": "Bench"}, "wa_id": sender}],
-            "messages": [{"from": sender, "id": f"wamid.{uuid.uuid4().hex}", "timestamp": str(int(time.time())),
-                          "type": "text", "text": {"body": f"hola {next(_counter)}"}}]}}]}]}).encode()
+            "contacts": [{"profile": {"name": "Bench"}, "wa_id": sender, "user_id": user_id}],
+            "messages": [{"from": sender, "from_user_id": user_id, "id": f"wamid.{uuid.uuid4().hex}",
+                          "timestamp": str(int(time.time())), "type": "text",
+                          "text": {"body": f"hola {next(_counter)}"}}]}}]}]}).encode()
     signature = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
     return http_request("POST", "/webhooks/meta/", body,
                         {"Content-Type": "application/json", "X-Hub-Signature-256": signature})

@@ -15,8 +15,8 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from messaging import buffer, events
@@ -143,39 +143,56 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
     return stored, stale
 
 
+# (tenant, provider, channel, BSUID) whose conversation is kept under the number: a message with
+# both ids then needs no look-up (kept under the number wins). Per process, bounded.
+_KEPT_UNDER_NUMBER: set[tuple] = set()
+_KEPT_UNDER_NUMBER_MAX = 50_000
+
+
 def _known_by_phone(items: list) -> list:
     """One WhatsApp customer, one conversation, whichever of their ids a message carries. A
     message naming the customer only by their business-scoped user id (a username hides the
     number) goes to the conversation that has that id beside the number; a message with both goes
     to the conversation kept under the id alone when the customer first wrote without their number
     (it stays keyed by the id: replies reach them through it). History, pause and window carry on.
-    One indexed query per batch, only for messages that carry such an id."""
-    with_id = [(binding, event) for binding, event, _ in items if getattr(event, "contact_user_id", "")]
-    if not with_id:
+    At most one indexed query per batch, for customers not already known to be kept under their number."""
+    def key_of(binding, event) -> tuple:
+        return binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id
+
+    asked = [(binding, event) for binding, event, _ in items if getattr(event, "contact_user_id", "")
+             and (event.contact_id == event.contact_user_id or key_of(binding, event) not in _KEPT_UNDER_NUMBER)]
+    if not asked:
         return items
-    asked: dict[tuple, set] = {}
-    for binding, event in with_id:
-        asked.setdefault((binding.tenant_id, binding.provider, event.channel_source), set()).add(event.contact_user_id)
-    wanted = Q()
-    for (tenant_id, provider, channel_source), user_ids in asked.items():
-        wanted |= Q(tenant_id=tenant_id, provider=provider, channel_source=channel_source,
-                    contact_user_id__in=sorted(user_ids))
+    groups: dict[tuple, set] = {}
+    for binding, event in asked:
+        groups.setdefault(key_of(binding, event)[:3], set()).add(event.contact_user_id)
+    where, params = [], []
+    for (tenant_id, provider, channel_source), user_ids in groups.items():
+        where.append("(tenant_id = %s AND provider = %s AND channel_source = %s AND contact_user_id = ANY(%s))")
+        params += [tenant_id, provider, channel_source, sorted(user_ids)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tenant_id, provider, channel_source, contact_user_id, contact_external_id "
+            f"FROM {ChatConversation._meta.db_table} WHERE contact_user_id <> '' AND ({' OR '.join(where)})", params)
+        rows = cursor.fetchall()
     kept: dict[tuple, str] = {}
-    for row in ChatConversation.dangerously_unscoped.filter(wanted).exclude(contact_user_id="").values(
-            "tenant_id", "provider", "channel_source", "contact_user_id", "contact_external_id"):
-        key = (row["tenant_id"], row["provider"], row["channel_source"], row["contact_user_id"])
+    for tenant_id, provider, channel_source, user_id, contact_id in rows:
+        key = (tenant_id, provider, channel_source, user_id)
         # Kept under the number wins over kept under the id alone (an older split keeps its two).
-        if key not in kept or kept[key] == row["contact_user_id"]:
-            kept[key] = row["contact_external_id"]
-    # Not kept yet: the same batch may bring the pair first (number and id) and then the id alone.
-    for binding, event in with_id:
-        key = (binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id)
+        if key not in kept or kept[key] == user_id:
+            kept[key] = contact_id
+    if len(_KEPT_UNDER_NUMBER) > _KEPT_UNDER_NUMBER_MAX:
+        _KEPT_UNDER_NUMBER.clear()
+    for binding, event in asked:
+        key = key_of(binding, event)
         if key not in kept and event.contact_id != event.contact_user_id:
-            kept[key] = event.contact_id
+            kept[key] = event.contact_id  # new: the batch may bring the pair first, then the id alone
+        if kept.get(key, event.contact_user_id) != event.contact_user_id:
+            _KEPT_UNDER_NUMBER.add(key)
     routed = []
     for binding, event, at in items:
         user_id = getattr(event, "contact_user_id", "")
-        target = kept.get((binding.tenant_id, binding.provider, event.channel_source, user_id)) if user_id else None
+        target = kept.get(key_of(binding, event)) if user_id else None
         if target and target != event.contact_id and (event.contact_id == user_id or target == user_id):
             event = dataclasses.replace(event, contact_id=target)
         routed.append((binding, event, at))
