@@ -130,8 +130,8 @@ class ChatMessageAdmin(TenantScopedAdmin):
                 services.retry_message(tenant_id=message.tenant_id, message_id=message.pk)
             except services.MessagingError:
                 continue
-        retried = ChatMessage.dangerously_unscoped.filter(
-            pk__in=[m.pk for m in chosen], status=MessageStatus.QUEUED).count()
+        retried = ChatMessage.dangerously_unscoped.filter(pk__in=[m.pk for m in chosen]).exclude(
+            status=MessageStatus.FAILED).count()  # queued again (or already sent by a dispatcher)
         self.message_user(request, f"{retried} failed message(s) queued again.", flash.SUCCESS if retried else flash.WARNING)
 
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging import buffer, events
@@ -74,12 +74,13 @@ def _conversation_row(*, binding: ChannelBinding, channel_source: str, contact_i
 
 def upsert_conversation(*, binding: ChannelBinding, channel_source: str, contact_id: str, contact_name: str = "",
                         chatwoot_id: str = "", account_id: str = "", inbound_at=None,
-                        buffer_due_at=None) -> ChatConversation:
+                        buffer_due_at=None, contact_user_id: str = "") -> ChatConversation:
     """The contact's conversation on this provider and channel (one statement), locked for this
     transaction. `inbound_at` / `buffer_due_at` record an inbound message at the same time."""
     return upsert_conversation_row(_conversation_row(
         binding=binding, channel_source=channel_source, contact_id=contact_id, contact_name=contact_name,
         chatwoot_id=chatwoot_id, account_id=account_id, inbound_at=inbound_at, buffer_due_at=buffer_due_at,
+        contact_user_id=contact_user_id,
     ))
 
 
@@ -200,12 +201,14 @@ def _known_by_phone(items: list) -> list:
 
 
 def _known_in_chatwoot(items: list) -> list:
-    """A message in a Chatwoot conversation we already keep goes to that conversation, whatever id
-    the contact carries now (a phone number or identifier added later, a key kept from before
-    source ids were used): one Chatwoot conversation is one person. One indexed query, only for
-    Chatwoot deliveries."""
+    """A message in a Chatwoot conversation we already keep under another of the contact's ids (a
+    phone number or identifier added later, a key kept from before source ids were used) goes to
+    that conversation. Both must hold: the same Chatwoot conversation and one of this contact's
+    ids, so a Chatwoot install replaced by another (whose ids start over) never joins a stranger's
+    conversation. One indexed query, only for Chatwoot deliveries that name other ids."""
     asked = [(binding, event) for binding, event, _ in items
-             if binding.provider == "chatwoot" and event.external_chatwoot_id and event.external_account_id]
+             if binding.provider == "chatwoot" and event.external_chatwoot_id and event.external_account_id
+             and getattr(event, "contact_aliases", ())]
     if not asked:
         return items
     wanted = Q()
@@ -214,16 +217,20 @@ def _known_in_chatwoot(items: list) -> list:
                     external_chatwoot_id=event.external_chatwoot_id)
     kept: dict[tuple, list[tuple[str, str]]] = {}
     for row in ChatConversation.dangerously_unscoped.filter(wanted, provider="chatwoot").order_by(
-            "-last_message_at", "-pk").values("tenant_id", "external_account_id", "external_chatwoot_id",
-                                              "channel_source", "contact_external_id"):
+            F("last_message_at").desc(nulls_last=True), "-pk").values(
+            "tenant_id", "external_account_id", "external_chatwoot_id", "channel_source", "contact_external_id"):
         kept.setdefault((row["tenant_id"], row["external_account_id"], row["external_chatwoot_id"]), []).append(
             (row["channel_source"], row["contact_external_id"]))
     routed = []
     for binding, event, at in items:
         ours = kept.get((binding.tenant_id, event.external_account_id, event.external_chatwoot_id)) or []
         if ours and (event.channel_source, event.contact_id) not in ours:
-            channel_source, contact_id = ours[0]  # the most recently active, if an old split left two
-            event = dataclasses.replace(event, channel_source=channel_source, contact_id=contact_id)
+            aliases = set(getattr(event, "contact_aliases", ()))
+            # The most recently active of them, if an old split left two.
+            for channel_source, contact_id in ours:
+                if contact_id in aliases:
+                    event = dataclasses.replace(event, channel_source=channel_source, contact_id=contact_id)
+                    break
         routed.append((binding, event, at))
     return routed
 
@@ -342,7 +349,7 @@ def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
         conversation = upsert_conversation(
             binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,
             contact_name=event.contact_name, chatwoot_id=event.external_chatwoot_id,
-            account_id=event.external_account_id,
+            account_id=event.external_account_id, contact_user_id=event.contact_user_id,
         )
         if _is_our_own(conversation, event):
             return None

@@ -89,7 +89,8 @@ def send_handoff_email(*, tenant_id: int, conversation_id: int, reason: str = ""
 
 
 @app.task(name="messaging.open_in_chatwoot", queue="mail",
-          retry=RetryStrategy(max_attempts=6, exponential_wait=2, retry_exceptions={ChatwootUnavailable}))
+          # Waits 2, 4, 8 s ... doubling: twelve tries cover a Chatwoot outage of over two hours.
+          retry=RetryStrategy(max_attempts=12, exponential_wait=2, retry_exceptions={ChatwootUnavailable}))
 def open_in_chatwoot(*, tenant_id: int, conversation_id: int):
     from messaging.handoff import open_in_chatwoot as open_conversation
 

@@ -35,7 +35,7 @@ def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the chi
     except (OSError, AttributeError):  # not Linux: Ctrl-C still stops the children
         return
     if os.getppid() != parent:  # the supervisor died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)  # (this child still runs the supervisor's signal handlers)
 
 
 def supervise(commands: list[list[str]], banner: str, grace: float = GRACE_SECONDS) -> int:

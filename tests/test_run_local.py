@@ -153,3 +153,24 @@ def test_killed_holders_of_the_embedded_postgres_are_forgotten(tmp_path):
     assert forget_dead_holders(tmp_path) == [gone.pid]
     assert json.loads((tmp_path / ".handle_pids.json").read_text()) == [os.getpid()]
     assert forget_dead_holders(tmp_path) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_whose_supervisor_died_before_it_started_does_not_start(tmp_path):
+    """The supervisor can die between fork and the child's request to follow it: the child then
+    belongs to another parent and must not go on to serve (even with a SIGTERM handler inherited)."""
+    import functools
+
+    from platform_ai.run_local import _die_with_parent
+
+    marker = tmp_path / "started"
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # as the supervisor's own handler
+    try:
+        orphan = subprocess.run([sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+                                preexec_fn=functools.partial(_die_with_parent, os.getpid() + 10**6))
+        followed = subprocess.run([sys.executable, "-c", "pass"],
+                                  preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert orphan.returncode == 128 + signal.SIGTERM and not marker.exists()
+    assert followed.returncode == 0

@@ -34,25 +34,38 @@ def _source_id(conversation: dict) -> str:
     return source.lstrip("+")
 
 
-def _contact(conversation: dict, payload: dict) -> tuple[str, str]:
-    """The customer's id: the contact's source id in its inbox first (the phone number on a WhatsApp
-    inbox, the PSID on Messenger), which never changes for the contact in that inbox; a phone number
-    an agent adds to a contact later would otherwise start a second conversation with the same
-    person. On the web widget and API inboxes the source id is random per browser or client, so the
-    shop's identifier for the customer, when it set one, comes first there. (A message in a Chatwoot
-    conversation we already keep under another id still goes to it: messaging.ingest.)"""
+def _verified(conversation: dict) -> bool:
+    """Chatwoot's identity validation: the widget's setUser came with the HMAC of the identifier
+    made with the inbox's secret (contact_inbox.hmac_verified, conversation meta.hmac_verified)."""
+    return bool((conversation.get("contact_inbox") or {}).get("hmac_verified")
+                or (conversation.get("meta") or {}).get("hmac_verified"))
+
+
+def _contact(conversation: dict, payload: dict) -> tuple[str, str, tuple[str, ...]]:
+    """The customer's id, their name, and every id they may have been kept under before.
+
+    The id: the contact's source id in its inbox first (the phone number on a WhatsApp inbox, the
+    PSID on Messenger), which never changes for the contact in that inbox; a phone number an agent
+    adds to a contact later would otherwise start a second conversation with the same person. On
+    the web widget and API inboxes the source id is random per browser or client, so the shop's
+    identifier for the customer comes first there, but only when Chatwoot verified it (identity
+    validation): anyone can call setUser with someone else's identifier, and would then read their
+    conversation through the bot. (A message in a Chatwoot conversation we already keep under one
+    of the other ids still goes to it: messaging.ingest.)"""
     person = (conversation.get("meta") or {}).get("sender") or {}
     if not person and (payload.get("sender") or {}).get("type") == "contact":
         person = payload["sender"]
     channel = str(conversation.get("channel") or (payload.get("inbox") or {}).get("channel_type") or "").lower()
-    identifier = str(person.get("identifier") or "").strip()
+    identifier = str(person.get("identifier") or "").strip().lstrip("+")
     source = _source_id(conversation)
-    if identifier and any(kind in channel for kind in _RANDOM_SOURCE_IDS):
+    phone = str(person.get("phone_number") or "").strip().lstrip("+")
+    fallback = f"chatwoot-contact:{person['id']}" if person.get("id") else ""
+    if identifier and _verified(conversation) and any(kind in channel for kind in _RANDOM_SOURCE_IDS):
         key = identifier
     else:
-        key = source or str(person.get("phone_number") or "").lstrip("+") or identifier
-    key = key or (f"chatwoot-contact:{person['id']}" if person.get("id") else "")
-    return str(key).lstrip("+"), person.get("name", "") or ""
+        key = source or phone or identifier or fallback
+    aliases = tuple(dict.fromkeys(a for a in (source, phone, identifier, fallback) if a and a != key))
+    return key, person.get("name", "") or "", aliases
 
 
 @parser
@@ -71,7 +84,7 @@ def parse(payload: dict, *, default_channel: str) -> list:
     if payload.get("private"):
         return []  # private notes are staff-only
     sender_type = str((payload.get("sender") or {}).get("type", "")).lower()
-    contact_id, contact_name = _contact(conversation, payload)
+    contact_id, contact_name, aliases = _contact(conversation, payload)
     if not contact_id:
         raise UnexpectedShape("Chatwoot message without a contact")
     common = dict(
@@ -82,6 +95,7 @@ def parse(payload: dict, *, default_channel: str) -> list:
         provider_message_id=str(payload["id"]),
         external_chatwoot_id=str(conversation["id"]),
         external_account_id=str((payload.get("account") or {}).get("id", "")),
+        contact_aliases=aliases,
     )
     if message_type == "incoming":
         attachments = [

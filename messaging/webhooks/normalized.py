@@ -36,6 +36,8 @@ class InboundMessage:
     external_account_id: str = ""
     # WhatsApp: the contact's business-scoped user id (BSUID), also when contact_id is their phone.
     contact_user_id: str = ""
+    # Chatwoot: the other ids the contact may have been kept under (messaging.ingest._known_in_chatwoot).
+    contact_aliases: tuple[str, ...] = ()
 
 
 @dataclass
@@ -76,6 +78,7 @@ class HumanReply:
     external_account_id: str = ""
     # WhatsApp: the customer's business-scoped user id (BSUID), also when contact_id is their phone.
     contact_user_id: str = ""
+    contact_aliases: tuple[str, ...] = ()
 
 
 @dataclass

@@ -214,19 +214,35 @@ def test_a_twilio_whatsapp_inbox_keys_the_customer_by_their_number(anon, cw_bind
     assert ChatConversation.dangerously_unscoped.get().contact_external_id == "5491100000000"
 
 
+def _widget_message(binding, *, message_id, conversation_id, source_id, identifier, verified):
+    body = chatwoot_message(account_id=binding.external_id, conversation_id=conversation_id, message_id=message_id,
+                            content="hola", channel="Channel::WebWidget", phone="")
+    body["conversation"]["meta"]["sender"]["identifier"] = identifier
+    body["conversation"]["contact_inbox"] = {"source_id": source_id, "hmac_verified": verified}
+    return body
+
+
 def test_a_widget_customer_the_shop_identified_is_one_conversation_across_browsers(anon, cw_binding):
-    first = chatwoot_message(account_id=cw_binding.external_id, conversation_id=345, message_id=2201, content="hola",
-                             channel="Channel::WebWidget", phone="")
-    first["conversation"]["meta"]["sender"]["identifier"] = "customer-881"
-    first["conversation"]["contact_inbox"] = {"source_id": "5f2c1e0a-laptop"}
-    other_browser = copy.deepcopy(first)
-    other_browser["id"], other_browser["conversation"]["id"] = 2202, 346
-    other_browser["conversation"]["contact_inbox"] = {"source_id": "77aa01c3-phone"}
-    for body in (first, other_browser):
+    for message_id, conversation_id, source_id in ((2201, 345, "5f2c1e0a-laptop"), (2202, 346, "77aa01c3-phone")):
+        body = _widget_message(cw_binding, message_id=message_id, conversation_id=conversation_id,
+                               source_id=source_id, identifier="customer-881", verified=True)
         assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
     conversation = ChatConversation.dangerously_unscoped.get()
     assert conversation.contact_external_id == "customer-881"
     assert ChatMessage.dangerously_unscoped.filter(conversation=conversation).count() == 2
+
+
+def test_an_unverified_widget_identifier_never_joins_that_customers_conversation(anon, cw_binding):
+    """Without Chatwoot's identity validation anyone can claim an identifier in setUser: the
+    browser's own source id keys them, so the bot never shows them another customer's history."""
+    real = _widget_message(cw_binding, message_id=2211, conversation_id=345, source_id="5f2c1e0a-laptop",
+                           identifier="customer-881", verified=True)
+    impostor = _widget_message(cw_binding, message_id=2212, conversation_id=350, source_id="0bad0bad-other",
+                               identifier="customer-881", verified=False)
+    for body in (real, impostor):
+        assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    keys = set(ChatConversation.dangerously_unscoped.values_list("contact_external_id", flat=True))
+    assert keys == {"customer-881", "0bad0bad-other"}
 
 
 def test_a_chatwoot_conversation_kept_under_another_id_keeps_its_messages(anon, cw_binding, settings):
@@ -250,6 +266,19 @@ def test_a_chatwoot_conversation_kept_under_another_id_keeps_its_messages(anon, 
                 .values_list("role", "text")) == [("customer", "sigo acá"), ("human", "Te ayudo yo")]
     assert kept.bot_paused_until is not None
     assert ChatConversation.dangerously_unscoped.exclude(pk=kept.pk).get().contact_external_id == "5491100000055"
+
+
+def test_a_reused_chatwoot_conversation_id_never_joins_a_strangers_conversation(anon, cw_binding):
+    """Another Chatwoot install on the same account id starts its conversation ids over: conversation
+    345 of a different person is not the one we keep as 345."""
+    factories.conversation(cw_binding.tenant, provider="chatwoot", binding=cw_binding,
+                           contact_external_id="5491100000077", external_chatwoot_id="345",
+                           external_account_id=str(cw_binding.external_id))
+    body = chatwoot_message(account_id=cw_binding.external_id, conversation_id=345, message_id=2401,
+                            content="hola", phone="+5491100000088")
+    assert post_chatwoot(anon, cw_binding.webhook_token, body).status_code == 200
+    message = ChatMessage.dangerously_unscoped.get()
+    assert message.conversation.contact_external_id == "5491100000088"
 
 
 def test_chatwoot_malformed_json_is_400(anon, cw_binding):
