@@ -29,7 +29,7 @@ TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 PAGE_FIELDS = "id,name,access_token,tasks,instagram_business_account{id,username}"
 # Everything the Meta webhook parser reads (messaging/webhooks/meta.py).
 PAGE_SUBSCRIBED_FIELDS = ("messages,messaging_postbacks,message_echoes,message_deliveries,message_reads,"
-                          "message_reactions,message_edits")
+                          "message_reactions,message_edits,messaging_referrals")
 # Graph error codes: 10 and 200-299 are permission errors; 190 an invalid or expired token.
 PERMISSION_CODES = {10} | set(range(200, 300))
 

@@ -159,6 +159,8 @@ def _messaging_item(account_id: str, channel: str, item: dict) -> list:
                 attachments=[{"type": "reaction", **reaction}], triggers_turn=False, sent_at=sent_at,
             )
         ]
+    if isinstance(item.get("referral"), dict) and sender and sender != account_id:
+        return [_referral(account_id, channel, sender, sent_at, item)]
     if isinstance(item.get("message_edit"), dict):
         edit = item["message_edit"]
         return [
@@ -170,6 +172,20 @@ def _messaging_item(account_id: str, channel: str, item: dict) -> list:
             )
         ]
     return []
+
+
+def _referral(account_id: str, channel: str, sender: str, sent_at, item: dict) -> InboundMessage:
+    """messaging_referrals: a customer who already has a thread opened it again from an ad, an
+    m.me / ig.me link (its `ref` is the shop's own tag) or the chat plugin, without a message yet.
+    Kept as context for the agent's next answer, never answered itself."""
+    referral = item["referral"]
+    ad = referral.get("ads_context_data") if isinstance(referral.get("ads_context_data"), dict) else {}
+    ref = str(referral.get("ref") or "")
+    note = whatsapp_content.referral_note(referral.get("source"), ad.get("ad_title") or (f"“{ref}”" if ref else ""))
+    return InboundMessage(
+        account_id, channel, sender, f"referral:{sender}:{item.get('timestamp')}", text=note,
+        attachments=[whatsapp_content.referral_attachment(referral)], triggers_turn=False, sent_at=sent_at,
+    )
 
 
 def _messenger_echo(account_id: str, channel: str, item: dict, message: dict) -> list:
@@ -215,7 +231,7 @@ def _messenger_message(account_id, channel, sender, sent_at, message: dict) -> I
     elif referral:
         ad = referral.get("ads_context_data") if isinstance(referral.get("ads_context_data"), dict) else {}
         notes.append(whatsapp_content.referral_note(referral.get("source"), ad.get("ad_title")))
-        attachments.append({"type": "referral", **{k: v for k, v in referral.items() if isinstance(v, (str, int, float))}})
+        attachments.append(whatsapp_content.referral_attachment(referral))
     deleted = bool(message.get("is_deleted"))
     text = " ".join([*notes, message.get("text", "") or ""]).strip()
     mid = str(message.get("mid") or f"{sender}:{sent_at}")

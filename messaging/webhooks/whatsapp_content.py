@@ -142,8 +142,17 @@ def customer_message(msg: dict) -> tuple[str, list[dict]]:
     referral = msg.get("referral")
     if isinstance(referral, dict):
         notes.append(referral_note(referral.get("source_type"), referral.get("headline") or referral.get("body")))
-        attachments.append({"type": "referral", **{k: v for k, v in referral.items() if isinstance(v, (str, int, float))}})
+        attachments.append(referral_attachment(referral))
     return " ".join([*notes, text]).strip(), attachments + context_attachment(msg)
+
+
+def referral_attachment(referral: dict) -> dict:
+    """A referral's plain fields as an attachment; its own `type` (Messenger's OPEN_THREAD) kept as
+    `referral_type`, so the attachment's type stays "referral"."""
+    fields = {k: v for k, v in referral.items() if isinstance(v, (str, int, float))}
+    if "type" in fields:
+        fields["referral_type"] = fields.pop("type")
+    return {**fields, "type": "referral"}
 
 
 def referral_note(source_type, title) -> str:

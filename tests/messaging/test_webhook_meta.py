@@ -385,6 +385,23 @@ def _messenger(object_kind: str, account: str, items: list) -> dict:
     return {"object": object_kind, "entry": [{"id": account, "time": 1732500000000, "messaging": items}]}
 
 
+def test_a_thread_reopened_from_an_ad_tells_the_agent_without_answering_it(anon, tenant_a):
+    factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
+    referral = {"sender": {"id": "PSID7"}, "recipient": {"id": "PAGE1"}, "timestamp": 1732500001000,
+                "referral": {"ref": "black-friday", "source": "ADS", "type": "OPEN_THREAD", "ad_id": "6045246247433",
+                             "ads_context_data": {"ad_title": "Zapatillas 2x1", "photo_url": "https://cdn.test/ad.jpg"}}}
+    assert post_meta(anon, _messenger("page", "PAGE1", [referral])).status_code == 200
+    assert post_meta(anon, _messenger("page", "PAGE1", [referral])).status_code == 200  # a replay stores nothing
+    note = ChatMessage.dangerously_unscoped.get()
+    assert note.text == "[came from an ad: Zapatillas 2x1]"
+    assert note.attachments == [{"type": "referral", "referral_type": "OPEN_THREAD", "ref": "black-friday",
+                                 "source": "ADS", "ad_id": "6045246247433"}]
+    assert note.conversation.buffer_due_at is None  # nothing to answer yet
+    link = dict(referral, timestamp=1732500002000, referral={"ref": "promo-7", "source": "SHORTLINK", "type": "OPEN_THREAD"})
+    assert post_meta(anon, _messenger("page", "PAGE1", [link])).status_code == 200
+    assert ChatMessage.dangerously_unscoped.filter(text="[came from a link: “promo-7”]").exists()
+
+
 def test_messenger_and_instagram_messages_route_by_account(anon, tenant_a, tenant_b):
     factories.binding(tenant_a, channel_source="facebook", external_id="PAGE1")
     factories.binding(tenant_b, channel_source="instagram", external_id="IG1")
