@@ -144,58 +144,69 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
     return stored, stale
 
 
-# (tenant, provider, channel, BSUID) whose conversation is kept under the number: a message with
-# both ids then needs no look-up (kept under the number wins). Per process, bounded.
-_KEPT_UNDER_NUMBER: set[tuple] = set()
-_KEPT_UNDER_NUMBER_MAX = 50_000
-
-
 def _known_by_phone(items: list) -> list:
-    """One WhatsApp customer, one conversation, whichever of their ids a message carries. A
-    message naming the customer only by their business-scoped user id (a username hides the
-    number) goes to the conversation that has that id beside the number; a message with both goes
-    to the conversation kept under the id alone when the customer first wrote without their number
-    (it stays keyed by the id: replies reach them through it). History, pause and window carry on.
-    At most one indexed query per batch, for customers not already known to be kept under their number."""
-    def key_of(binding, event) -> tuple:
-        return binding.tenant_id, binding.provider, event.channel_source, event.contact_user_id
+    """One WhatsApp customer, one conversation, whichever of their ids a message carries.
 
-    asked = [(binding, event) for binding, event, _ in items if getattr(event, "contact_user_id", "")
-             and (event.contact_id == event.contact_user_id or key_of(binding, event) not in _KEPT_UNDER_NUMBER)]
-    if not asked:
+    A message naming the customer only by their business-scoped user id (a username hides the
+    number) goes to the conversation kept under the number that has that id beside it. A message
+    with both ids goes to the conversation kept under the number; when there is none but one kept
+    under the id alone (the customer first wrote with the number hidden), that conversation is
+    kept under the number from now on (within the caller's transaction): replies go to the number,
+    as Meta recommends, and erasing the customer by their number finds it. History, pause and
+    window carry on. One indexed query per batch with such ids, one UPDATE per conversation re-keyed."""
+    with_id = [(binding, event) for binding, event, _ in items if getattr(event, "contact_user_id", "")]
+    if not with_id:
         return items
-    groups: dict[tuple, set] = {}
-    for binding, event in asked:
-        groups.setdefault(key_of(binding, event)[:3], set()).add(event.contact_user_id)
+    groups: dict[tuple, tuple[set, set]] = {}
+    for binding, event in with_id:
+        user_ids, phones = groups.setdefault((binding.tenant_id, binding.provider, event.channel_source), (set(), set()))
+        user_ids.add(event.contact_user_id)
+        if event.contact_id != event.contact_user_id:
+            phones.add(event.contact_id)
+    table = ChatConversation._meta.db_table
     where, params = [], []
-    for (tenant_id, provider, channel_source), user_ids in groups.items():
-        where.append("(tenant_id = %s AND provider = %s AND channel_source = %s AND contact_user_id = ANY(%s))")
-        params += [tenant_id, provider, channel_source, sorted(user_ids)]
+    for (tenant_id, provider, channel_source), (user_ids, phones) in groups.items():
+        where.append("(tenant_id = %s AND provider = %s AND channel_source = %s "
+                     "AND (contact_user_id = ANY(%s) OR contact_external_id = ANY(%s)))")
+        params += [tenant_id, provider, channel_source, sorted(user_ids), sorted(phones)]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT tenant_id, provider, channel_source, contact_user_id, contact_external_id "
-            f"FROM {ChatConversation._meta.db_table} WHERE contact_user_id <> '' AND ({' OR '.join(where)})", params)
+        cursor.execute("SELECT tenant_id, provider, channel_source, contact_user_id, contact_external_id "
+                       f"FROM {table} WHERE {' OR '.join(where)}", params)
         rows = cursor.fetchall()
-    kept: dict[tuple, str] = {}
+    existing = {(tenant_id, provider, channel_source, contact_id)
+                for tenant_id, provider, channel_source, _, contact_id in rows}
+    by_user_id: dict[tuple, str] = {}  # -> the key of the customer's conversation, the number's first
     for tenant_id, provider, channel_source, user_id, contact_id in rows:
         key = (tenant_id, provider, channel_source, user_id)
-        # Kept under the number wins over kept under the id alone (an older split keeps its two).
-        if key not in kept or kept[key] == user_id:
-            kept[key] = contact_id
-    if len(_KEPT_UNDER_NUMBER) > _KEPT_UNDER_NUMBER_MAX:
-        _KEPT_UNDER_NUMBER.clear()
-    for binding, event in asked:
-        key = key_of(binding, event)
-        if key not in kept and event.contact_id != event.contact_user_id:
-            kept[key] = event.contact_id  # new: the batch may bring the pair first, then the id alone
-        if kept.get(key, event.contact_user_id) != event.contact_user_id:
-            _KEPT_UNDER_NUMBER.add(key)
+        if user_id and (key not in by_user_id or by_user_id[key] == user_id):
+            by_user_id[key] = contact_id
+    rekeys = []
+    for binding, event in with_id:
+        user_id, phone = event.contact_user_id, event.contact_id
+        if phone == user_id:
+            continue
+        group = (binding.tenant_id, binding.provider, event.channel_source)
+        key = (*group, user_id)
+        if (*group, phone) not in existing and by_user_id.get(key) == user_id:
+            rekeys.append((*group, user_id, phone))  # first seen by the id alone: kept under the number now
+            existing.add((*group, phone))
+        if by_user_id.get(key) in (None, user_id) or (*group, phone) in existing:
+            by_user_id[key] = phone  # (also within this batch: the pair first, then the id alone)
+    if rekeys:
+        with connection.cursor() as cursor:
+            for tenant_id, provider, channel_source, user_id, phone in rekeys:
+                cursor.execute(
+                    f"UPDATE {table} SET contact_external_id = %s, updated_at = now() "
+                    "WHERE tenant_id = %s AND provider = %s AND channel_source = %s AND contact_external_id = %s",
+                    [phone, tenant_id, provider, channel_source, user_id])
+        logger.info("%d WhatsApp conversation(s) first kept under a BSUID now kept under the number", len(rekeys))
     routed = []
     for binding, event, at in items:
         user_id = getattr(event, "contact_user_id", "")
-        target = kept.get(key_of(binding, event)) if user_id else None
-        if target and target != event.contact_id and (event.contact_id == user_id or target == user_id):
-            event = dataclasses.replace(event, contact_id=target)
+        if user_id and event.contact_id == user_id:
+            target = by_user_id.get((binding.tenant_id, binding.provider, event.channel_source, user_id))
+            if target and target != user_id:
+                event = dataclasses.replace(event, contact_id=target)
         routed.append((binding, event, at))
     return routed
 
@@ -376,9 +387,11 @@ def record_resolved(*, binding: ChannelBinding, event: ConversationResolved) -> 
     """Staff resolved the conversation in Chatwoot: ours closes and any pause ends (a customer who
     writes again opens it to the bot, as Chatwoot reopens its own). 0 when we never saw it."""
     with tenant_scope(binding.tenant_id), transaction.atomic():
+        # The most recently active, should two of ours share the id (another install's ids reused).
         conversation = ChatConversation.objects.select_for_update().filter(
             provider=binding.provider, external_account_id=binding.external_id,
-            external_chatwoot_id=event.external_chatwoot_id).first()
+            external_chatwoot_id=event.external_chatwoot_id).order_by(
+            F("last_message_at").desc(nulls_last=True), "-pk").first()
         if conversation is None:
             return 0
         conversation.status = ConversationStatus.CLOSED

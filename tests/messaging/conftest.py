@@ -5,16 +5,6 @@ from tests.messaging.helpers import APP_SECRET
 
 
 @pytest.fixture(autouse=True)
-def _fresh_process_caches():
-    """Per-process caches of what the database holds: each test starts from its own database."""
-    from messaging import ingest
-
-    ingest._KEPT_UNDER_NUMBER.clear()
-    yield
-    ingest._KEPT_UNDER_NUMBER.clear()
-
-
-@pytest.fixture(autouse=True)
 def _messaging_settings(settings):
     settings.META_APP_SECRET = APP_SECRET
     settings.META_VERIFY_TOKEN = "verify-me"

@@ -283,6 +283,38 @@ def test_a_customer_first_seen_without_their_number_stays_in_that_conversation_w
     assert post_meta(anon, shown).status_code == 200
     assert ChatConversation.dangerously_unscoped.get() == conversation
     assert ChatMessage.dangerously_unscoped.filter(conversation=conversation).count() == 2
+    conversation.refresh_from_db()  # kept under the number from now on: replies and erasure find it by it
+    assert (conversation.contact_external_id, conversation.contact_user_id) == ("5491100000001", "AR.80")
+    again = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "y ahora?"), "AR.80", hide_number=True)
+    assert post_meta(anon, again).status_code == 200
+    assert ChatMessage.dangerously_unscoped.filter(conversation=conversation).count() == 3
+
+
+def test_a_conversation_kept_under_the_number_before_bsuids_keeps_the_customer(anon, wa_binding):
+    """Kept under the number with no BSUID (older, or opened by the shop): a message with the id
+    alone cannot know it and opens another; the next one showing the number goes back to the old
+    one, and from then on the id alone does too."""
+    old = factories.conversation(wa_binding.tenant, binding=wa_binding, contact_external_id="5491100000001")
+    hidden = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "uno"), "AR.81", hide_number=True)
+    shown = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "dos"), "AR.81", hide_number=False)
+    hidden_again = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "tres"), "AR.81",
+                                 hide_number=True)
+    for body in (hidden, shown, hidden_again):
+        assert post_meta(anon, body).status_code == 200
+    assert list(ChatMessage.dangerously_unscoped.filter(conversation=old).order_by("pk").values_list(
+        "text", flat=True)) == ["dos", "tres"]
+
+
+def test_a_deleted_conversation_does_not_split_the_customer_later(anon, wa_binding):
+    pair = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "hola"), "AR.90", hide_number=False)
+    assert post_meta(anon, pair).status_code == 200
+    ChatConversation.dangerously_unscoped.all().delete()  # erased at the customer's request
+    hidden = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "volví"), "AR.90", hide_number=True)
+    shown = _with_user_id(whatsapp_text(wa_binding.external_id, "5491100000001", "soy yo"), "AR.90", hide_number=False)
+    for body in (hidden, shown):
+        assert post_meta(anon, body).status_code == 200
+    conversation = ChatConversation.dangerously_unscoped.get()
+    assert conversation.contact_external_id == "5491100000001" and conversation.messages.count() == 2
 
 
 def test_the_pair_and_the_id_alone_in_one_delivery_share_a_conversation(anon, wa_binding):
