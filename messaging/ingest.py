@@ -101,7 +101,7 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
     Returns (messages stored, the items whose binding no longer vouches: route them again)."""
     from messaging.tasks import answer_conversation
 
-    stored, stale, pending = 0, [], _known_in_chatwoot(_known_by_phone(items))
+    stored, stale, pending = 0, [], _to_kept_conversations(items)
     while pending:
         rows: dict[tuple, list] = {}  # conversation key -> [conversation, binding, messages, items]
         later = []
@@ -144,6 +144,12 @@ def record_inbound_many(items: list[tuple[ChannelBinding, InboundMessage, object
     return stored, stale
 
 
+def _to_kept_conversations(items: list) -> list:
+    """(binding, event, at) items with each event's contact id set to the conversation we already
+    keep for that person (WhatsApp ids, Chatwoot ids); run inside the caller's transaction."""
+    return _known_in_chatwoot(_known_by_phone(items))
+
+
 def _known_by_phone(items: list) -> list:
     """One WhatsApp customer, one conversation, whichever of their ids a message carries.
 
@@ -154,7 +160,7 @@ def _known_by_phone(items: list) -> list:
     kept under the number from now on (within the caller's transaction): replies go to the number,
     as Meta recommends, and erasing the customer by their number finds it. History, pause and
     window carry on. One indexed query per batch with such ids, one UPDATE per conversation re-keyed."""
-    with_id = [(binding, event) for binding, event, _ in items if getattr(event, "contact_user_id", "")]
+    with_id = [(binding, event) for binding, event, _ in items if event.contact_user_id]
     if not with_id:
         return items
     groups: dict[tuple, tuple[set, set]] = {}
@@ -202,7 +208,7 @@ def _known_by_phone(items: list) -> list:
         logger.info("%d WhatsApp conversation(s) first kept under a BSUID now kept under the number", len(rekeys))
     routed = []
     for binding, event, at in items:
-        user_id = getattr(event, "contact_user_id", "")
+        user_id = event.contact_user_id
         if user_id and event.contact_id == user_id:
             target = by_user_id.get((binding.tenant_id, binding.provider, event.channel_source, user_id))
             if target and target != user_id:
@@ -219,7 +225,7 @@ def _known_in_chatwoot(items: list) -> list:
     conversation. One indexed query, only for Chatwoot deliveries that name other ids."""
     asked = [(binding, event) for binding, event, _ in items
              if binding.provider == "chatwoot" and event.external_chatwoot_id and event.external_account_id
-             and getattr(event, "contact_aliases", ())]
+             and event.contact_aliases]
     if not asked:
         return items
     wanted = Q()
@@ -236,7 +242,7 @@ def _known_in_chatwoot(items: list) -> list:
     for binding, event, at in items:
         ours = kept.get((binding.tenant_id, event.external_account_id, event.external_chatwoot_id)) or []
         if ours and (event.channel_source, event.contact_id) not in ours:
-            aliases = set(getattr(event, "contact_aliases", ()))
+            aliases = set(event.contact_aliases)
             # The most recently active of them, if an old split left two.
             for channel_source, contact_id in ours:
                 if contact_id in aliases:
@@ -355,8 +361,8 @@ def _is_our_own(conversation: ChatConversation, event: HumanReply) -> bool:
 def record_human_reply(*, binding: ChannelBinding, event: HumanReply, now=None):
     """A human answered in the provider's own inbox: keep the message and pause the bot."""
     now = now or timezone.now()
-    [(_, event, _)] = _known_in_chatwoot(_known_by_phone([(binding, event, now)]))
     with tenant_scope(binding.tenant_id), transaction.atomic():
+        [(_, event, _)] = _to_kept_conversations([(binding, event, now)])  # a re-key commits with the reply
         conversation = upsert_conversation(
             binding=binding, channel_source=event.channel_source, contact_id=event.contact_id,
             contact_name=event.contact_name, chatwoot_id=event.external_chatwoot_id,
