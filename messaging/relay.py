@@ -523,6 +523,7 @@ def _hold_rest_of_turn(failed: ChatMessage, lane_id: int) -> None:
     """An agent's reply whose part failed for good does not go on without it: its later parts
     fail too, naming the reason, so the customer never reads a reply's second half alone. A staff
     retry of the failed part sends them again with it (messaging.services.retry_message)."""
+    error = f"{HELD_PREFIX} (message {failed.pk}): {failed.error}"[:2000]
     with connection.cursor() as cursor:
         cursor.execute(
             f"""UPDATE {MESSAGES} SET status = %(failed)s, error = %(held)s
@@ -530,12 +531,12 @@ def _hold_rest_of_turn(failed: ChatMessage, lane_id: int) -> None:
                    AND turn_id = %(turn)s AND id > %(message)s
                 RETURNING id""",
             {"failed": MessageStatus.FAILED, "queued": MessageStatus.QUEUED, "lane": lane_id,
-             "conversation": failed.conversation_id, "turn": failed.turn_id, "message": failed.pk,
-             "held": f"{HELD_PREFIX} (message {failed.pk}): {failed.error}"[:2000]},
+             "conversation": failed.conversation_id, "turn": failed.turn_id, "message": failed.pk, "held": error},
         )
         held = [row[0] for row in cursor.fetchall()]
-    for message in ChatMessage.dangerously_unscoped.filter(pk__in=held):
-        events.message_status(message)
+    for message_id in held:  # the live view's status events, from what was just written
+        events.message_status(ChatMessage(pk=message_id, tenant_id=failed.tenant_id, status=MessageStatus.FAILED,
+                                          conversation_id=failed.conversation_id, error=error))
     if held:
         logger.warning("Message %s failed: %s later part(s) of its reply held back (%s)", failed.pk, len(held), held)
 

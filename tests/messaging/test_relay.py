@@ -374,8 +374,14 @@ def test_a_staff_retry_gets_fresh_attempts_and_its_log_numbers_on(wa_conversatio
 
 
 @respx.mock
-def test_a_reply_whose_part_failed_holds_its_later_parts_until_a_retry_sends_them_in_order(wa_conversation):
+def test_a_reply_whose_part_failed_holds_its_later_parts_until_a_retry_sends_them_in_order(wa_conversation,
+                                                                                         monkeypatch):
+    from messaging import events
     from messaging.services import retry_message
+
+    published = []
+    monkeypatch.setattr(events, "message_status", lambda message: published.append(
+        (message.pk, message.status, message.error)))
 
     route = respx.post(f"{GRAPH}/{wa_conversation.binding.external_id}/messages").mock(side_effect=[
         httpx.Response(400, json={"error": {"message": "(#100) Invalid parameter", "code": 100}}),
@@ -390,6 +396,7 @@ def test_a_reply_whose_part_failed_holds_its_later_parts_until_a_retry_sends_the
         held.refresh_from_db()
         assert held.status == "failed" and held.error.startswith(f"{relay.HELD_PREFIX} (message {first.pk})")
         assert "Invalid parameter" in held.error
+        assert (held.pk, "failed", held.error) in published  # the live view hears of it
     assert _run(later_turn) == "sent"  # another reply is not held
     assert route.call_count == 2
 
